@@ -1,0 +1,97 @@
+//! The offline commands: `render`, `explain`, `validate`.
+
+use crate::{print, source, Format, RenderFormat, RepoArgs};
+use anyhow::{bail, Context, Result};
+use render::RenderOptions;
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+fn exit(has_errors: bool) -> ExitCode {
+    if has_errors {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// `flotilla render`.
+pub fn render(args: &RepoArgs, clusters: &[String], out: Option<&Path>, format: RenderFormat) -> Result<ExitCode> {
+    let snapshot = source::read(&args.repo, args.rev.as_deref())?;
+    let repo = render::repo::load(&snapshot);
+    for c in clusters {
+        if repo.cluster(c).is_none() {
+            let known: Vec<&str> = repo.clusters.iter().map(|c| c.name.as_str()).collect();
+            bail!("unknown cluster `{c}` (the inventory has: {})", known.join(", "));
+        }
+    }
+    let opts = RenderOptions {
+        clusters: clusters.to_vec(),
+        trace: Vec::new(),
+    };
+    let (output, _) = render::pipeline::run(&repo, &opts);
+    if let Some(dir) = out {
+        for (cluster, objs) in &output.clusters {
+            let cdir = dir.join(cluster);
+            if cdir.exists() {
+                std::fs::remove_dir_all(&cdir).with_context(|| format!("clearing {}", cdir.display()))?;
+            }
+            std::fs::create_dir_all(&cdir).with_context(|| format!("creating {}", cdir.display()))?;
+            for (i, obj) in objs.iter().enumerate() {
+                let path = cdir.join(print::file_name(i, obj));
+                std::fs::write(&path, print::yaml(obj)?).with_context(|| format!("writing {}", path.display()))?;
+            }
+        }
+        print::diagnostics_text(&output.diagnostics);
+        return Ok(exit(output.has_errors()));
+    }
+    let stdout = std::io::stdout();
+    let mut w = std::io::BufWriter::new(stdout.lock());
+    match format {
+        RenderFormat::Json => output.write_json(&mut w).context("writing JSON")?,
+        RenderFormat::Yaml => {
+            for (cluster, objs) in &output.clusters {
+                writeln!(w, "# cluster: {cluster} ({} objects)", objs.len())?;
+                for obj in objs {
+                    writeln!(w, "---")?;
+                    w.write_all(print::yaml(obj)?.as_bytes())?;
+                }
+            }
+        }
+    }
+    w.flush()?;
+    drop(w);
+    if format == RenderFormat::Yaml {
+        print::diagnostics_text(&output.diagnostics);
+    }
+    Ok(exit(output.has_errors()))
+}
+
+/// `flotilla explain`.
+pub fn explain(args: &RepoArgs, object: &str, namespace: Option<&str>, format: Format) -> Result<ExitCode> {
+    let Some((kind, name)) = object.split_once('/') else {
+        bail!("expected KIND/NAME, got `{object}`");
+    };
+    let snapshot = source::read(&args.repo, args.rev.as_deref())?;
+    let e = render::explain::explain(&snapshot, kind, name, namespace).map_err(anyhow::Error::msg)?;
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Text => out.write_all(e.to_text().as_bytes())?,
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut out, &e)?;
+            writeln!(out)?;
+        }
+    }
+    Ok(exit(e.diagnostics.iter().any(|d| d.is_error())))
+}
+
+/// `flotilla validate`.
+pub fn validate(args: &RepoArgs, format: Format) -> Result<ExitCode> {
+    let snapshot = source::read(&args.repo, args.rev.as_deref())?;
+    let output = render::render(&snapshot, &RenderOptions::default());
+    print::diagnostics(&output.diagnostics, format)?;
+    if format == Format::Text && output.diagnostics.is_empty() {
+        eprintln!("ok: no findings");
+    }
+    Ok(exit(output.has_errors()))
+}

@@ -1,0 +1,152 @@
+//! # flotilla: the command-line binary
+//!
+//! This crate is glue: it parses the command line, reads repositories ([`source`]), calls the pure
+//! `render` crate, and prints. Everything that touches the outside world lives here (Git today;
+//! clusters, the daemon and the HTTP server as they arrive).
+//!
+//! Exit codes everywhere: 0 success / no difference, 1 findings (error diagnostics, differences),
+//! 2 usage or internal failure.
+
+mod commands;
+mod diff;
+mod print;
+mod source;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(name = "flotilla", version, about = "GitOps for fleets of Kubernetes clusters, with Karmada's policy semantics")]
+struct Cli {
+    /// Log format of the diagnostics log on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Output format of diagnostics-only commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// Output format of `render`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RenderFormat {
+    Yaml,
+    Json,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct RepoArgs {
+    /// The repository: a directory (its working tree), or with --rev a directory inside a Git repository.
+    #[arg(long, default_value = ".")]
+    repo: PathBuf,
+    /// Read this commit from the Git object database instead of the working tree.
+    #[arg(long)]
+    rev: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Render the per-cluster object sets.
+    Render {
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// Only these clusters (repeatable).
+        #[arg(long = "cluster")]
+        clusters: Vec<String>,
+        /// Write one YAML file per object under DIR/<cluster>/.
+        #[arg(long, conflicts_with = "format")]
+        out: Option<PathBuf>,
+        #[arg(long, value_enum)]
+        format: Option<RenderFormat>,
+    },
+    /// Explain why KIND/NAME lands where it lands.
+    Explain {
+        /// KIND/NAME, e.g. Deployment/nginx or deployment.apps/nginx.
+        object: String,
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        #[command(flatten)]
+        repo: RepoArgs,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Check the repository: schemas, placements, overrides on every targeted cluster.
+    Validate {
+        #[command(flatten)]
+        repo: RepoArgs,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Show what would change per cluster between two revisions (default: HEAD against the working tree).
+    Diff {
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+        /// Old revision (default HEAD).
+        #[arg(long)]
+        from: Option<String>,
+        /// New revision (default: the working tree).
+        #[arg(long)]
+        to: Option<String>,
+        /// Only these clusters (repeatable).
+        #[arg(long = "cluster")]
+        clusters: Vec<String>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FLOTILLA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let result = match cli.command {
+        Command::Render {
+            repo,
+            clusters,
+            out,
+            format,
+        } => commands::render(&repo, &clusters, out.as_deref(), format.unwrap_or(RenderFormat::Yaml)),
+        Command::Explain {
+            object,
+            namespace,
+            repo,
+            format,
+        } => commands::explain(&repo, &object, namespace.as_deref(), format),
+        Command::Validate { repo, format } => commands::validate(&repo, format),
+        Command::Diff {
+            repo,
+            from,
+            to,
+            clusters,
+            format,
+        } => diff::run(&repo, from.as_deref(), to.as_deref(), &clusters, format),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,350 @@
+//! One render: choose → schedule → dependencies → replicas → overrides → per-cluster sets.
+
+use crate::checks::{check_policies, Rejected};
+use crate::choose::{Candidate, Chooser, PolicyRef};
+use crate::deps::dependencies;
+use crate::diagnostic::{code, Diagnostic};
+use crate::overriding::{OverrideIndex, Step};
+use crate::placement::{replicas::webster, schedule, Decision, Workload};
+use crate::repo::{Repo, Template};
+use crate::ObjectRef;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+
+/// Where one template goes and why.
+#[derive(Debug, Clone)]
+pub struct Placed {
+    pub candidates: Vec<Candidate>,
+    /// `None` when no policy selected it (or it was skipped); then `decision` is `None` too.
+    pub policy: Option<PolicyRef>,
+    pub decision: Option<Decision>,
+    /// Final targets: (cluster index, divided replicas). Includes clusters added by dependencies.
+    pub targets: Vec<(usize, Option<i64>)>,
+    /// Parents that pulled this template in through `propagateDeps`.
+    pub required_by: Vec<usize>,
+}
+
+/// The outcome of rendering.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// Every inventory cluster (or the requested ones), by name, objects in apply order.
+    pub clusters: BTreeMap<String, Vec<Value>>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// A fully traced render of one template, for `explain`.
+#[derive(Debug, Clone)]
+pub struct Trace {
+    pub template: usize,
+    pub placed: Placed,
+    /// Per target cluster: the override steps applied in order, or the error.
+    pub overrides: Vec<(usize, Vec<Step>, Option<String>)>,
+}
+
+/// Options of one render.
+#[derive(Debug, Clone, Default)]
+pub struct RenderOptions {
+    /// Only these clusters in the output (all when empty).
+    pub clusters: Vec<String>,
+    /// Trace these templates (for explain).
+    pub trace: Vec<ObjectRef>,
+}
+
+/// The replica facts Karmada's interpreter derives from a template.
+pub fn workload_of(t: &Template) -> Workload {
+    let v = &t.value;
+    let replicas = match (t.group.as_str(), t.kind.as_str()) {
+        ("apps", "Deployment" | "ReplicaSet" | "StatefulSet") => v.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0),
+        ("batch", "Job") => {
+            let p = v.pointer("/spec/parallelism").and_then(Value::as_i64).unwrap_or(0);
+            match v.pointer("/spec/completions").and_then(Value::as_i64) {
+                Some(c) if c < p => c,
+                _ => p,
+            }
+        }
+        ("", "Pod") => 1,
+        _ => 0,
+    };
+    Workload { replicas: replicas.max(0) }
+}
+
+fn write_replicas(t: &Template, obj: &mut Value, n: i64, parallelism_weights: Option<(i64, i64)>) {
+    let ptr = match (t.group.as_str(), t.kind.as_str()) {
+        ("apps", _) => "replicas",
+        ("batch", "Job") => "parallelism",
+        _ => return,
+    };
+    if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+        spec.insert(ptr.into(), Value::from(n));
+        if let Some((_, completions)) = parallelism_weights {
+            spec.insert("completions".into(), Value::from(completions));
+        }
+    }
+}
+
+/// Sort key of the apply order: CRDs, Namespaces, cluster-wide RBAC, the rest; then group, kind,
+/// namespace, name.
+pub fn apply_rank(group: &str, kind: &str) -> u8 {
+    match (group, kind) {
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => 0,
+        ("", "Namespace") => 1,
+        ("rbac.authorization.k8s.io", "ClusterRole" | "ClusterRoleBinding") => 2,
+        _ => 3,
+    }
+}
+
+/// Renders a loaded repository.
+pub fn run(repo: &Repo<'_>, opts: &RenderOptions) -> (Output, Vec<Trace>) {
+    let mut diags: Vec<Diagnostic> = repo.diagnostics.clone();
+    let rejected: Rejected = check_policies(repo, &mut diags);
+    let chooser = Chooser::new(repo, rejected.propagation.clone(), rejected.cluster_propagation.clone());
+    let clusters = &repo.clusters;
+
+    // 1. Policy choice and scheduling, with a cache: the decision depends only on the policy and
+    //    the replica count.
+    let mut cache: HashMap<(PolicyRef, i64), Result<Decision, String>> = HashMap::new();
+    let mut placed: Vec<Placed> = Vec::with_capacity(repo.templates.len());
+    let mut pp_used = vec![false; repo.propagation.len()];
+    let mut cpp_used = vec![false; repo.cluster_propagation.len()];
+    for t in &repo.templates {
+        let mut p = Placed {
+            candidates: Vec::new(),
+            policy: None,
+            decision: None,
+            targets: Vec::new(),
+            required_by: Vec::new(),
+        };
+        if t.namespaced && repo.config.skips_namespace(&t.namespace) {
+            diags.push(
+                Diagnostic::warning(
+                    code::SKIPPED_NAMESPACE,
+                    &t.origin.file,
+                    t.origin.pos,
+                    format!(
+                        "{} is in namespace `{}`, which flotilla never propagates (karmada-*, kube-* unless flotilla.yaml lists it in propagateNamespaces)",
+                        t.object_ref(),
+                        t.namespace
+                    ),
+                )
+                .with_object(t.object_ref().to_string()),
+            );
+            placed.push(p);
+            continue;
+        }
+        p.candidates = chooser.candidates(t);
+        for c in &p.candidates {
+            match c.policy {
+                PolicyRef::Namespaced(i) => pp_used[i] = true,
+                PolicyRef::Cluster(i) => cpp_used[i] = true,
+            }
+        }
+        if let Some(best) = p.candidates.first() {
+            let pref = best.policy;
+            p.policy = Some(pref);
+            let policy = chooser.policy(pref);
+            let w = workload_of(t);
+            let result = cache
+                .entry((pref, w.replicas))
+                .or_insert_with(|| schedule(&policy.spec.placement, clusters, w).map_err(|(why, _)| why));
+            match result {
+                Ok(d) => {
+                    p.targets = d.targets.clone();
+                    p.decision = Some(d.clone());
+                }
+                Err(why) => {
+                    diags.push(
+                        Diagnostic::error(
+                            code::UNSCHEDULABLE,
+                            &t.origin.file,
+                            t.origin.pos,
+                            format!(
+                                "{} cannot be placed by {} ({}): {why}",
+                                t.object_ref(),
+                                policy.display(),
+                                policy.origin.at()
+                            ),
+                        )
+                        .with_object(t.object_ref().to_string()),
+                    );
+                    if opts.trace.contains(&t.object_ref()) {
+                        p.decision = schedule(&policy.spec.placement, clusters, w).err().map(|(_, d)| d);
+                    }
+                }
+            }
+        }
+        placed.push(p);
+    }
+
+    // 2. propagateDeps: dependents go to the union of their parents' clusters (and their own).
+    let by_ref: HashMap<ObjectRef, usize> =
+        repo.templates.iter().enumerate().map(|(i, t)| (t.object_ref(), i)).collect();
+    let mut extra: Vec<(usize, usize, Vec<usize>)> = Vec::new(); // (dependent, parent, clusters)
+    for (i, t) in repo.templates.iter().enumerate() {
+        let Some(pref) = placed[i].policy else { continue };
+        let pol = chooser.policy(pref);
+        if !(pol.spec.propagate_deps || pol.spec.association) || placed[i].targets.is_empty() {
+            continue;
+        }
+        for (kind, name) in dependencies(&t.kind, &t.value) {
+            let r = ObjectRef {
+                group: String::new(),
+                kind: kind.to_string(),
+                namespace: t.namespace.clone(),
+                name,
+            };
+            if let Some(&d) = by_ref.get(&r) {
+                extra.push((d, i, placed[i].targets.iter().map(|(c, _)| *c).collect()));
+            }
+        }
+    }
+    for (d, parent, cs) in extra {
+        let p = &mut placed[d];
+        p.required_by.push(parent);
+        for c in cs {
+            if !p.targets.iter().any(|(x, _)| *x == c) {
+                p.targets.push((c, None));
+            }
+        }
+        p.targets.sort_unstable();
+    }
+
+    // 3. Warnings about what selects nothing / is selected by nothing.
+    for (i, t) in repo.templates.iter().enumerate() {
+        let p = &placed[i];
+        let skipped = t.namespaced && repo.config.skips_namespace(&t.namespace);
+        if p.policy.is_none() && p.required_by.is_empty() && !skipped {
+            diags.push(
+                Diagnostic::warning(
+                    code::UNSELECTED_TEMPLATE,
+                    &t.origin.file,
+                    t.origin.pos,
+                    format!("{} is selected by no propagation policy: it is not propagated", t.object_ref()),
+                )
+                .with_object(t.object_ref().to_string()),
+            );
+        }
+    }
+    for (used, list) in [(&pp_used, &repo.propagation), (&cpp_used, &repo.cluster_propagation)] {
+        for (u, p) in used.iter().zip(list.iter()) {
+            if !u {
+                diags.push(Diagnostic::warning(
+                    code::POLICY_SELECTS_NOTHING,
+                    &p.origin.file,
+                    p.origin.pos,
+                    format!("{} selects no template", p.display()),
+                ));
+            }
+        }
+    }
+
+    // 4. Per (template, cluster): replicas, overrides.
+    let mut index = OverrideIndex::new(repo, &rejected);
+    let wanted: Vec<bool> = clusters
+        .iter()
+        .map(|c| opts.clusters.is_empty() || opts.clusters.iter().any(|n| *n == c.name))
+        .collect();
+    let mut per_cluster: Vec<Vec<(u8, usize, Value)>> = vec![Vec::new(); clusters.len()];
+    let mut traces = Vec::new();
+    for (i, t) in repo.templates.iter().enumerate() {
+        let p = &placed[i];
+        if p.targets.is_empty() {
+            if opts.trace.contains(&t.object_ref()) {
+                traces.push(Trace {
+                    template: i,
+                    placed: p.clone(),
+                    overrides: Vec::new(),
+                });
+            }
+            continue;
+        }
+        let tracing = opts.trace.contains(&t.object_ref());
+        let policies = index.policies_for(t);
+        // A Divided Job's completions are split by the assigned parallelism.
+        let completions = job_completions(t, &p.targets, clusters);
+        let mut trace = Trace {
+            template: i,
+            placed: p.clone(),
+            overrides: Vec::new(),
+        };
+        for (k, (c, replicas)) in p.targets.iter().enumerate() {
+            // Dry-run overrides for every targeted cluster even when it is filtered out of the
+            // output: `validate` must see every broken patch.
+            let mut obj = t.value.clone();
+            if let Some(n) = replicas {
+                write_replicas(t, &mut obj, *n, completions.as_ref().map(|cs| (*n, cs[k])));
+            }
+            let mut steps = Vec::new();
+            match index.apply(&policies, *c, &mut obj, tracing.then_some(&mut steps)) {
+                Ok(warnings) => {
+                    for w in warnings {
+                        diags.push(w.with_cluster(&clusters[*c].name).with_object(t.object_ref().to_string()));
+                    }
+                    if tracing {
+                        trace.overrides.push((*c, steps, None));
+                    }
+                    if wanted[*c] {
+                        per_cluster[*c].push((apply_rank(&t.group, &t.kind), i, obj));
+                    }
+                }
+                Err(d) => {
+                    if tracing {
+                        trace.overrides.push((*c, steps, Some(d.message.clone())));
+                    }
+                    let msg = format!(
+                        "{} ({}) is not rendered for cluster {}: {}",
+                        t.object_ref(),
+                        t.origin.at(),
+                        clusters[*c].name,
+                        d.message
+                    );
+                    diags.push(Diagnostic { message: msg, ..d }.with_cluster(&clusters[*c].name).with_object(t.object_ref().to_string()));
+                }
+            }
+        }
+        if tracing {
+            traces.push(trace);
+        }
+    }
+    diags.extend(index.unused_warnings());
+
+    // 5. Apply order.
+    let mut out = BTreeMap::new();
+    for (ci, mut objs) in per_cluster.into_iter().enumerate() {
+        if !wanted[ci] {
+            continue;
+        }
+        objs.sort_by(|a, b| {
+            let (ta, tb) = (&repo.templates[a.1], &repo.templates[b.1]);
+            (a.0, &ta.group, &ta.kind, &ta.namespace, &ta.name).cmp(&(b.0, &tb.group, &tb.kind, &tb.namespace, &tb.name))
+        });
+        out.insert(clusters[ci].name.clone(), objs.into_iter().map(|(_, _, v)| v).collect());
+    }
+    crate::diagnostic::finish(&mut diags);
+    (
+        Output {
+            clusters: out,
+            diagnostics: diags,
+        },
+        traces,
+    )
+}
+
+/// For a Divided Job with `completions`, the completions per target (same order as `targets`).
+fn job_completions(
+    t: &Template,
+    targets: &[(usize, Option<i64>)],
+    clusters: &[crate::inventory::Cluster],
+) -> Option<Vec<i64>> {
+    if !(t.group == "batch" && t.kind == "Job") {
+        return None;
+    }
+    let total = t.value.pointer("/spec/completions").and_then(Value::as_i64)?;
+    if targets.iter().any(|(_, r)| r.is_none()) {
+        return None;
+    }
+    let entries: Vec<(&str, i64)> = targets
+        .iter()
+        .map(|(c, r)| (clusters[*c].name.as_str(), r.unwrap_or(0)))
+        .collect();
+    Some(webster(&entries, total))
+}

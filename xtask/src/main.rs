@@ -1,0 +1,154 @@
+//! Developer tasks for flotilla, run as `cargo xtask <command>` (an alias for a release build of this
+//! crate, see `.cargo/config.toml`):
+//!
+//! - `gen-repo`: a deterministic synthetic GitOps repository (and its kustomize twin) of any size;
+//! - `peers`: builds the peer tools used for side-by-side numbers (kustomize) into the cache;
+//! - `bench-render`: times `flotilla render`/`validate` against `kustomize build` on the same input and
+//!   checks that both produce the same objects.
+//!
+//! This is a tool, not a library: errors are `anyhow` with context, and output goes to stdout.
+
+mod bench;
+mod compare;
+mod gen;
+mod peers;
+mod prng;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+use std::path::{Path, PathBuf};
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "flotilla developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+/// The size of the synthetic fleet.
+#[derive(Args)]
+struct Size {
+    /// number of resource templates
+    #[arg(long, default_value_t = 10_000)]
+    templates: usize,
+    /// number of PropagationPolicies (= label groups; each template is selected by exactly one)
+    #[arg(long, default_value_t = 200)]
+    propagation_policies: usize,
+    /// number of OverridePolicies
+    #[arg(long, default_value_t = 200)]
+    override_policies: usize,
+    /// number of member clusters
+    #[arg(long, default_value_t = 100)]
+    clusters: usize,
+    /// PRNG seed (same seed and sizes, same files)
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+impl Size {
+    fn params(&self) -> gen::Params {
+        gen::Params {
+            templates: self.templates,
+            propagation_policies: self.propagation_policies,
+            override_policies: self.override_policies,
+            clusters: self.clusters,
+            seed: self.seed,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Write a synthetic GitOps repository (and optionally the equivalent kustomize tree).
+    GenRepo {
+        #[command(flatten)]
+        size: Size,
+        /// the repository directory (replaced if gen-repo wrote it before; refused if foreign and not empty)
+        #[arg(long)]
+        out: PathBuf,
+        /// also write the equivalent kustomize tree (base/ and overlays/<cluster>/) here
+        #[arg(long)]
+        kustomize: Option<PathBuf>,
+    },
+    /// Build the peer tools (kustomize) from the Go module proxy into the cache and print their paths.
+    Peers {
+        /// kustomize release to build (default: the newest v5 the local Go toolchain can build)
+        #[arg(long)]
+        kustomize_version: Option<String>,
+    },
+    /// Benchmark `flotilla render`/`validate` against `kustomize build` on a generated repository.
+    BenchRender {
+        #[command(flatten)]
+        size: Size,
+        /// timed runs of each flotilla command (min and median are reported)
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// timed runs of each kustomize variant (sequential, 2 jobs)
+        #[arg(long, default_value_t = 1)]
+        kustomize_runs: usize,
+        /// the flotilla binary (default: target/release/flotilla of the workspace)
+        #[arg(long)]
+        flotilla: Option<PathBuf>,
+        /// where the repository, kustomize tree and outputs go (default: target/bench)
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
+        /// time flotilla only
+        #[arg(long)]
+        skip_kustomize: bool,
+    },
+}
+
+/// The workspace root (this crate's parent directory).
+fn workspace_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::GenRepo {
+            size,
+            out,
+            kustomize,
+        } => {
+            let model = gen::generate(&size.params(), &out, kustomize.as_deref())?;
+            println!("{}", gen::summary(&model));
+            println!("repository: {}", out.display());
+            if let Some(k) = kustomize {
+                println!("kustomize tree: {} (overlays/<cluster>)", k.display());
+            }
+        }
+        Cmd::Peers { kustomize_version } => {
+            let bin = peers::ensure_kustomize(kustomize_version.as_deref())?;
+            eprintln!("kustomize: {}", peers::kustomize_version(&bin)?);
+            println!("{}", bin.display());
+        }
+        Cmd::BenchRender {
+            size,
+            runs,
+            kustomize_runs,
+            flotilla,
+            work_dir,
+            skip_kustomize,
+        } => {
+            let root = workspace_root();
+            bench::run(&bench::Options {
+                params: size.params(),
+                runs: runs.max(1),
+                kustomize_runs,
+                flotilla: flotilla.unwrap_or_else(|| {
+                    // a CARGO_TARGET_DIR elsewhere still counts
+                    std::env::var_os("CARGO_TARGET_DIR")
+                        .map(PathBuf::from)
+                        .filter(|d| d.join("release/flotilla").is_file())
+                        .unwrap_or_else(|| root.join("target"))
+                        .join("release/flotilla")
+                }),
+                work_dir: work_dir.unwrap_or_else(|| root.join("target/bench")),
+                skip_kustomize,
+            })?;
+        }
+    }
+    Ok(())
+}
