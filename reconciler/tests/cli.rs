@@ -1,0 +1,379 @@
+//! End-to-end tests of the `flotilla` binary's offline commands against real files and real Git
+//! repositories (made with the `git` CLI in temporary directories).
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+struct Repo {
+    dir: tempfile::TempDir,
+}
+
+impl Repo {
+    fn new() -> Repo {
+        Repo {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn write(&self, rel: &str, content: impl AsRef<[u8]>) -> &Self {
+        let p = self.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+        self
+    }
+
+    /// A minimal valid fleet: two clusters, one ConfigMap propagated everywhere.
+    fn basic() -> Repo {
+        let r = Repo::new();
+        r.write("clusters.yaml", CLUSTERS).write("apps/cm.yaml", CONFIGMAP).write("policies/pp.yaml", PP);
+        r
+    }
+
+    fn git(&self, args: &[&str]) {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(self.path())
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+            .output()
+            .expect("git is installed");
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    fn commit(&self, msg: &str) {
+        if !self.path().join(".git").exists() {
+            self.git(&["init", "-q", "-b", "main"]);
+        }
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-q", "-m", msg]);
+    }
+}
+
+const CLUSTERS: &str = "apiVersion: flotilla.dev/v1alpha1
+kind: Cluster
+metadata: {name: member1}
+spec: {region: eu}
+---
+apiVersion: flotilla.dev/v1alpha1
+kind: Cluster
+metadata: {name: member2}
+spec: {region: us}
+";
+
+const CONFIGMAP: &str = "apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: app
+data:
+  greeting: hello
+";
+
+const PP: &str = "apiVersion: policy.karmada.io/v1alpha1
+kind: PropagationPolicy
+metadata: {name: all}
+spec:
+  resourceSelectors:
+  - {apiVersion: v1, kind: ConfigMap}
+  - {apiVersion: v1, kind: Secret}
+";
+
+fn flotilla(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_flotilla")).args(args).output().unwrap()
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn validate_json(repo: &Path) -> (i32, Vec<Value>) {
+    let o = flotilla(&["validate", "--repo", repo.to_str().unwrap(), "--format", "json"]);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("bad JSON ({e}): {}", stderr(&o)));
+    (code(&o), v["diagnostics"].as_array().unwrap().clone())
+}
+
+/// Asserts that `validate` exits 1 and reports `code` at `file:line` in both forms.
+fn assert_bad(repo: &Repo, file: &str, line: u32, diag_code: &str) {
+    let p = repo.path().to_str().unwrap();
+    let text = flotilla(&["validate", "--repo", p]);
+    assert_eq!(code(&text), 1, "{}", stderr(&text));
+    let prefix = format!("{file}:{line}:");
+    let err = stderr(&text);
+    assert!(
+        err.lines().any(|l| l.starts_with(&prefix) && l.contains(&format!("error[{diag_code}]"))),
+        "expected `{prefix}...error[{diag_code}]` in:\n{err}"
+    );
+    let (c, diags) = validate_json(repo.path());
+    assert_eq!(c, 1);
+    assert!(
+        diags.iter().any(|d| d["file"] == file && d["line"] == line && d["code"] == diag_code && d["severity"] == "error"),
+        "JSON form lacks {file}:{line} {diag_code}: {diags:?}"
+    );
+    // The good files still render: one bad file does not hide the others.
+    let o = flotilla(&["render", "--repo", p, "--format", "json"]);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["clusters"]["member1"].as_array().map(Vec::len), Some(1), "{v}");
+}
+
+#[test]
+fn valid_repo_validates_clean() {
+    let r = Repo::basic();
+    let (c, diags) = validate_json(r.path());
+    assert_eq!(c, 0, "{diags:?}");
+    assert!(diags.iter().all(|d| d["severity"] != "error"));
+}
+
+#[test]
+fn yaml_syntax_error() {
+    let r = Repo::basic();
+    r.write("apps/broken.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: [unclosed\n");
+    assert_bad(&r, "apps/broken.yaml", 5, "E002");
+}
+
+#[test]
+fn wrong_types() {
+    let r = Repo::basic();
+    r.write("apps/typed.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: 42\n");
+    assert_bad(&r, "apps/typed.yaml", 4, "E010");
+    let r = Repo::basic();
+    r.write(
+        "policies/bad.yaml",
+        "apiVersion: policy.karmada.io/v1alpha1\nkind: PropagationPolicy\nmetadata: {name: x}\nspec:\n  resourceSelectors: {apiVersion: v1}\n",
+    );
+    assert_bad(&r, "policies/bad.yaml", 5, "E020");
+}
+
+#[test]
+fn alias_bomb() {
+    let r = Repo::basic();
+    let mut s = String::from("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bomb}\ndata:\n  a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..10 {
+        let p = i - 1;
+        s.push_str(&format!("  a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"));
+    }
+    r.write("apps/bomb.yaml", s);
+    let p = r.path().to_str().unwrap();
+    let o = flotilla(&["validate", "--repo", p]);
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains("apps/bomb.yaml:") && stderr(&o).contains("error[E003]"), "{}", stderr(&o));
+}
+
+#[test]
+fn symlink_outside_the_repository() {
+    let r = Repo::basic();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret.yaml"), CONFIGMAP.replace("app", "stolen")).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("secret.yaml"), r.path().join("apps/link.yaml")).unwrap();
+    assert_bad(&r, "apps/link.yaml", 1, "E001");
+    let o = flotilla(&["render", "--repo", r.path().to_str().unwrap()]);
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("stolen"));
+}
+
+#[test]
+fn oversized_file() {
+    let r = Repo::basic();
+    r.write("flotilla.yaml", "apiVersion: flotilla.dev/v1alpha1\nkind: RepoConfig\nmetadata: {name: config}\nspec:\n  maxFileSize: 1000\n");
+    r.write("apps/big.yaml", format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: big}}\ndata:\n  x: \"{}\"\n", "a".repeat(5000)));
+    assert_bad(&r, "apps/big.yaml", 1, "E001");
+}
+
+#[test]
+fn non_utf8_bytes() {
+    let r = Repo::basic();
+    r.write("apps/latin1.yaml", b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata: {k: \"caf\xe9\"}\n");
+    assert_bad(&r, "apps/latin1.yaml", 4, "E005");
+}
+
+#[test]
+fn duplicate_keys() {
+    let r = Repo::basic();
+    r.write("apps/dup.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: dup\n  name: again\n");
+    assert_bad(&r, "apps/dup.yaml", 5, "E004");
+}
+
+#[test]
+fn empty_documents_are_skipped() {
+    let r = Repo::basic();
+    r.write("apps/empty.yaml", "---\n# nothing here\n---\n---\n");
+    r.write("apps/blank.yaml", "");
+    let (c, diags) = validate_json(r.path());
+    assert_eq!(c, 0, "{diags:?}");
+}
+
+#[test]
+fn policy_with_unknown_fields() {
+    let r = Repo::basic();
+    r.write(
+        "policies/spread.yaml",
+        "apiVersion: policy.karmada.io/v1alpha1
+kind: PropagationPolicy
+metadata: {name: spread}
+spec:
+  resourceSelectors:
+  - {apiVersion: apps/v1, kind: Deployment}
+  placement:
+    spreadConstraints:
+    - spreadByField: cluster
+      maximum: 3
+",
+    );
+    assert_bad(&r, "policies/spread.yaml", 10, "E021");
+    let o = flotilla(&["validate", "--repo", r.path().to_str().unwrap()]);
+    assert!(stderr(&o).contains("did you mean `maxGroups`"), "{}", stderr(&o));
+}
+
+#[test]
+fn duplicate_templates_name_both_places() {
+    let r = Repo::basic();
+    r.write("apps/zz-again.yaml", CONFIGMAP);
+    let o = flotilla(&["validate", "--repo", r.path().to_str().unwrap()]);
+    assert_eq!(code(&o), 1);
+    let err = stderr(&o);
+    assert!(err.contains("apps/zz-again.yaml:1:1: error[E012]") && err.contains("apps/cm.yaml:1"), "{err}");
+}
+
+#[test]
+fn rev_reads_the_object_database_not_the_worktree() {
+    let r = Repo::basic();
+    r.commit("first");
+    // Change the working tree without committing.
+    r.write("apps/cm.yaml", CONFIGMAP.replace("hello", "uncommitted"));
+    let p = r.path().to_str().unwrap();
+    let at_head = flotilla(&["render", "--repo", p, "--rev", "HEAD", "--format", "json"]);
+    assert_eq!(code(&at_head), 0, "{}", stderr(&at_head));
+    let v: Value = serde_json::from_slice(&at_head.stdout).unwrap();
+    assert_eq!(v["clusters"]["member1"][0]["data"]["greeting"], "hello");
+    let wt = flotilla(&["render", "--repo", p, "--format", "json"]);
+    let v: Value = serde_json::from_slice(&wt.stdout).unwrap();
+    assert_eq!(v["clusters"]["member2"][0]["data"]["greeting"], "uncommitted");
+}
+
+#[test]
+fn rev_of_a_subdirectory_reads_that_subtree() {
+    let r = Repo::new();
+    r.write("README.md", "outer project\n");
+    r.write("fleet/clusters.yaml", CLUSTERS).write("fleet/cm.yaml", CONFIGMAP).write("fleet/pp.yaml", PP);
+    r.commit("nested");
+    let o = flotilla(&["render", "--repo", r.path().join("fleet").to_str().unwrap(), "--rev", "HEAD", "--format", "json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["clusters"]["member1"][0]["metadata"]["name"], "app");
+}
+
+#[test]
+fn git_symlink_outside_is_refused() {
+    let r = Repo::basic();
+    std::os::unix::fs::symlink("../../etc/passwd.yaml", r.path().join("apps/escape.yaml")).unwrap();
+    r.commit("escape");
+    let o = flotilla(&["validate", "--repo", r.path().to_str().unwrap(), "--rev", "HEAD"]);
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains("apps/escape.yaml:1: error[E001]"), "{}", stderr(&o));
+}
+
+#[test]
+fn rendering_the_same_commit_twice_is_byte_identical() {
+    let r = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples-repo");
+    let p = r.to_str().unwrap();
+    let a = flotilla(&["render", "--repo", p, "--format", "json"]);
+    let b = flotilla(&["render", "--repo", p, "--format", "json"]);
+    assert_eq!(code(&a), 0, "{}", stderr(&a));
+    assert!(!a.stdout.is_empty());
+    assert_eq!(a.stdout, b.stdout);
+    let ya = flotilla(&["render", "--repo", p]);
+    let yb = flotilla(&["render", "--repo", p]);
+    assert_eq!(ya.stdout, yb.stdout);
+    // And from a commit: same bytes as from the working tree it was made of.
+    let g = Repo::new();
+    copy_dir(&r, g.path());
+    g.commit("examples");
+    let c = flotilla(&["render", "--repo", g.path().to_str().unwrap(), "--rev", "HEAD", "--format", "json"]);
+    assert_eq!(a.stdout, c.stdout);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dst = to.join(e.file_name());
+        if e.path().is_dir() {
+            std::fs::create_dir_all(&dst).unwrap();
+            copy_dir(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), dst).unwrap();
+        }
+    }
+}
+
+#[test]
+fn render_json_contract() {
+    let r = Repo::basic();
+    let o = flotilla(&["render", "--repo", r.path().to_str().unwrap(), "--format", "json"]);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let obj = v.as_object().unwrap();
+    assert_eq!(obj.keys().collect::<Vec<_>>(), ["clusters", "diagnostics"]);
+    assert_eq!(v["clusters"].as_object().unwrap().len(), 2, "every inventory cluster appears");
+    assert_eq!(v["clusters"]["member1"][0]["metadata"]["namespace"], "default", "effective namespace is written");
+}
+
+#[test]
+fn render_out_writes_one_file_per_object() {
+    let r = Repo::basic();
+    let out = tempfile::tempdir().unwrap();
+    let o = flotilla(&["render", "--repo", r.path().to_str().unwrap(), "--out", out.path().to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let f = out.path().join("member2/0000-configmap-default-app.yaml");
+    assert!(std::fs::read_to_string(f).unwrap().contains("greeting: hello"));
+}
+
+#[test]
+fn unknown_cluster_is_a_usage_error() {
+    let r = Repo::basic();
+    let o = flotilla(&["render", "--repo", r.path().to_str().unwrap(), "--cluster", "nope"]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("unknown cluster `nope`"));
+}
+
+#[test]
+fn diff_between_commits_and_worktree() {
+    let r = Repo::basic();
+    r.commit("first");
+    let p = r.path().to_str().unwrap();
+    let same = flotilla(&["diff", "--repo", p]);
+    assert_eq!(code(&same), 0, "{}", stderr(&same));
+    r.write("apps/cm.yaml", CONFIGMAP.replace("hello", "bonjour"));
+    r.write(
+        "apps/secret.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: creds}\ndata: {password: c2VjcmV0}\n",
+    );
+    let o = flotilla(&["diff", "--repo", p]);
+    assert_eq!(code(&o), 1);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("-  greeting: hello") && text.contains("+  greeting: bonjour"), "{text}");
+    assert!(text.contains("member1: +1 created ~1 changed -0 deleted"), "{text}");
+    assert!(!text.contains("c2VjcmV0"), "secret values are never printed: {text}");
+    assert!(text.contains("password: '<redacted: new value>'") || text.contains("password: <redacted: new value>"), "{text}");
+    r.commit("second");
+    let o = flotilla(&["diff", "--repo", p, "--from", "HEAD~1", "--to", "HEAD", "--format", "json"]);
+    assert_eq!(code(&o), 1);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["clusters"][0]["changed"], 1);
+}
+
+#[test]
+fn explain_names_policy_clusters_and_overrides() {
+    let r = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples-repo");
+    let o = flotilla(&["explain", "Deployment/nginx", "-n", "web", "--repo", r.to_str().unwrap(), "--format", "json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["policies"].as_array().unwrap().iter().any(|p| p["chosen"] == true));
+    assert_eq!(v["clusters"].as_array().unwrap().len(), 3);
+}
