@@ -84,7 +84,7 @@ fn check_placement(repo: &Repo<'_>, p: &PropagationPolicy, pl: &Placement, diags
                 err(&ptr, format!("maxGroups {max} is lower than minGroups {min}"), diags);
             }
         }
-        if sc.max_groups.is_none() {
+        if sc.max_groups.is_none() && !p.schema_invalid {
             let pos = repo.locate(&p.origin, &ptr);
             diags.push(Diagnostic::warning(
                 code::MAX_GROUPS_OMITTED,
@@ -178,7 +178,7 @@ pub fn check_policies(repo: &Repo<'_>, diags: &mut Vec<Diagnostic>) -> Rejected 
         .map(|p| {
             let a = check_selectors_namespace(repo, p, &p.spec.resource_selectors, true, diags);
             let b = check_placement(repo, p, &p.spec.placement, diags);
-            !(a && b)
+            !(a && b) || p.schema_invalid
         })
         .collect();
     let cpp = repo
@@ -187,11 +187,19 @@ pub fn check_policies(repo: &Repo<'_>, diags: &mut Vec<Diagnostic>) -> Rejected 
         .map(|p| {
             let a = check_selectors_namespace(repo, p, &p.spec.resource_selectors, false, diags);
             let b = check_placement(repo, p, &p.spec.placement, diags);
-            !(a && b)
+            !(a && b) || p.schema_invalid
         })
         .collect();
-    let op = repo.overrides.iter().map(|p| !check_override(repo, p, true, diags)).collect();
-    let cop = repo.cluster_overrides.iter().map(|p| !check_override(repo, p, false, diags)).collect();
+    let op = repo
+        .overrides
+        .iter()
+        .map(|p| !check_override(repo, p, true, diags) || p.schema_invalid)
+        .collect();
+    let cop = repo
+        .cluster_overrides
+        .iter()
+        .map(|p| !check_override(repo, p, false, diags) || p.schema_invalid)
+        .collect();
     Rejected {
         propagation: pp,
         cluster_propagation: cpp,

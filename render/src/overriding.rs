@@ -171,12 +171,13 @@ impl<'r> OverrideIndex<'r> {
         for &r in policies {
             let policy = self.policy(r);
             let Some(prep) = self.prepared(r) else { continue };
-            let mut applied_any = false;
+            let mut touched = false;
+            let mut failure = None;
             for (ri, ((rule, ptr), targets)) in prep.rules.iter().zip(&prep.targets).enumerate() {
                 if !targets[cluster] {
                     continue;
                 }
-                applied_any = true;
+                touched = true;
                 let entry_at = |kind: OverriderKind, index: usize| -> crate::Pos {
                     self.repo.locate(&policy.origin, &format!("{ptr}/{}/{index}", kind_field(kind)))
                 };
@@ -212,7 +213,7 @@ impl<'r> OverrideIndex<'r> {
                     }
                     Err(e) => {
                         let pos = entry_at(e.overrider, e.index);
-                        return Err(Diagnostic::error(
+                        failure = Some(Diagnostic::error(
                             code::OVERRIDE_FAILED,
                             &policy.origin.file,
                             pos,
@@ -225,14 +226,18 @@ impl<'r> OverrideIndex<'r> {
                                 e.message
                             ),
                         ));
+                        break;
                     }
                 }
             }
-            if applied_any {
+            if touched {
                 match r {
                     OpRef::Cluster(i) => self.used_cop[i] = true,
                     OpRef::Namespaced(i) => self.used_op[i] = true,
                 }
+            }
+            if let Some(f) = failure {
+                return Err(f);
             }
         }
         Ok(warnings)

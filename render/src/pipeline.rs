@@ -224,9 +224,23 @@ pub fn run(repo: &Repo<'_>, opts: &RenderOptions) -> (Output, Vec<Trace>) {
             );
         }
     }
-    for (used, list) in [(&pp_used, &repo.propagation), (&cpp_used, &repo.cluster_propagation)] {
-        for (u, p) in used.iter().zip(list.iter()) {
-            if !u {
+    // A ClusterPropagationPolicy is only consulted when no PropagationPolicy matches; whether it
+    // selects anything at all is asked separately.
+    for (i, p) in repo.cluster_propagation.iter().enumerate() {
+        if !cpp_used[i] && !rejected.cluster_propagation[i] {
+            cpp_used[i] = repo
+                .templates
+                .iter()
+                .any(|t| crate::selector::best_score(&p.spec.resource_selectors, &t.view()) > crate::selector::Score::MisMatch);
+        }
+    }
+    let lists = [
+        (&pp_used, &repo.propagation, &rejected.propagation),
+        (&cpp_used, &repo.cluster_propagation, &rejected.cluster_propagation),
+    ];
+    for (used, list, rejected) in lists {
+        for ((u, p), r) in used.iter().zip(list.iter()).zip(rejected.iter()) {
+            if !u && !r {
                 diags.push(Diagnostic::warning(
                     code::POLICY_SELECTS_NOTHING,
                     &p.origin.file,

@@ -72,6 +72,9 @@ impl Template {
 #[derive(Debug, Clone)]
 pub struct Policy<S> {
     pub kind: &'static str,
+    /// The document has schema errors (unknown fields included): the policy takes no part in rendering,
+    /// so a typo never silently changes placement (the error blocks `apply` anyway).
+    pub schema_invalid: bool,
     pub name: String,
     pub namespace: String,
     pub origin: Origin,
@@ -329,16 +332,18 @@ impl Loader<'_, '_> {
         kind: SchemaKind,
         d: &RawDoc,
         label: &str,
-    ) -> Option<S> {
+    ) -> Option<(S, bool)> {
+        let mut invalid = false;
         for f in schema::check(kind, &d.value) {
+            invalid = true;
             let pos = self.repo.locate(&d.origin, &f.pointer);
             let c = if f.unknown_field { code::UNKNOWN_FIELD } else { code::SCHEMA };
             self.diag(Diagnostic::error(c, &d.origin.file, pos, format!("{label}: {}", f.message)));
         }
         match d.value.get("spec") {
-            None | Some(Value::Null) => Some(S::default()),
+            None | Some(Value::Null) => Some((S::default(), invalid)),
             Some(spec) => match serde_json::from_value::<S>(spec.clone()) {
-                Ok(s) => Some(s),
+                Ok(s) => Some((s, invalid)),
                 Err(e) => {
                     let pos = self.repo.locate(&d.origin, "/spec");
                     self.diag(Diagnostic::error(
@@ -366,9 +371,10 @@ impl Loader<'_, '_> {
         } else {
             format!("{kind} {namespace}/{name}")
         };
-        let spec = self.parse_spec::<S>(schema_kind, d, &label)?;
+        let (spec, schema_invalid) = self.parse_spec::<S>(schema_kind, d, &label)?;
         Some(Policy {
             kind,
+            schema_invalid,
             name: name.to_string(),
             namespace: namespace.to_string(),
             origin: d.origin.clone(),
@@ -546,7 +552,7 @@ fn classify_control(
                 SchemaKind::FlotillaCluster
             };
             let label = format!("Cluster {name}");
-            let Some(spec) = loader.parse_spec::<ClusterSpec>(sk, d, &label) else {
+            let Some((spec, _)) = loader.parse_spec::<ClusterSpec>(sk, d, &label) else {
                 return;
             };
             if let Some(other) = loader.repo.clusters.iter().find(|c| c.name == name) {
