@@ -1,13 +1,4 @@
 //! `commandOverrider` and `argsOverrider`: append to or remove from a named container's `command`/`args`.
-//!
-//! Same kinds as the image overrider ([`crate::workload`]); only `containers`, matched by exact `name`
-//! (several containers with the name are all edited; none is a no-op). `add` appends `value` (duplicates
-//! allowed); `remove` deletes every element equal to one of `value`, keeping the order of the rest. A missing
-//! (or `null`) field becomes `value` (`add`) or `[]` (`remove`).
-//!
-//! **Stricter than Karmada:** an operator other than `add`/`remove` is an error (Karmada silently does
-//! nothing), and an existing field that is not a list of strings is an error (Karmada formats each element
-//! with `%s`, or crashes on a non-list).
 
 use crate::model::{compact, quoted, type_name, CommandArgsOverrider, OverrideError, OverriderKind, Report};
 use crate::workload;
@@ -56,6 +47,14 @@ fn current(field: Option<&Value>, at: &str) -> Result<Option<Vec<String>>, Strin
     }
 }
 
+/// Same kinds as the image overrider ([`crate::workload`]); only `containers`, matched by exact `name`
+/// (several containers with the name are all edited; none is a no-op). `add` appends `value` (duplicates
+/// allowed); `remove` deletes every element equal to one of `value`, keeping the order of the rest. A missing
+/// (or `null`) field becomes `value` (`add`) or `[]` (`remove`).
+///
+/// **Stricter than Karmada:** an operator other than `add`/`remove` is an error (Karmada silently does
+/// nothing), and an existing field that is not a list of strings is an error (Karmada formats each element
+/// with `%s`, or crashes on a non-list).
 pub(crate) fn apply(
     obj: &mut Value,
     list: &[CommandArgsOverrider],
@@ -98,11 +97,7 @@ pub(crate) fn apply(
                 (None, true) => ov.value.clone(),
                 (None, false) => Vec::new(),
                 (Some(items), true) => items.iter().chain(&ov.value).cloned().collect(),
-                (Some(items), false) => items
-                    .iter()
-                    .filter(|item| !ov.value.contains(item))
-                    .cloned()
-                    .collect(),
+                (Some(items), false) => items.iter().filter(|item| !ov.value.contains(item)).cloned().collect(),
             };
             let description = match &old {
                 None => format!("add {at} {}", compact(&strings(&new))),
@@ -120,6 +115,7 @@ pub(crate) fn apply(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use serde_json::json;
@@ -152,14 +148,21 @@ mod tests {
     #[test]
     fn add_appends_and_creates() {
         let mut obj = deployment(json!({"name": "nginx", "command": ["nginx", "-g"]}));
-        let report = run(&mut obj, Field::Command, &[entry("nginx", "add", &["-g", "daemon off;"])]);
+        let report = run(
+            &mut obj,
+            Field::Command,
+            &[entry("nginx", "add", &["-g", "daemon off;"])],
+        );
         assert_eq!(container(&obj)["command"], json!(["nginx", "-g", "-g", "daemon off;"]));
         assert_eq!(
             report.applied[0].operation,
             r#"replace /spec/template/spec/containers/1/command ["nginx","-g"] -> ["nginx","-g","-g","daemon off;"]"#
         );
         // The other container is untouched.
-        assert_eq!(obj["spec"]["template"]["spec"]["containers"][0]["command"], json!(["keep"]));
+        assert_eq!(
+            obj["spec"]["template"]["spec"]["containers"][0]["command"],
+            json!(["keep"])
+        );
 
         let mut obj = deployment(json!({"name": "nginx"}));
         let report = run(&mut obj, Field::Args, &[entry("nginx", "add", &["--v=2"])]);
@@ -207,32 +210,54 @@ mod tests {
 
     #[test]
     fn pod_and_other_kinds() {
-        let mut pod = json!({"kind": "Pod", "spec": {"containers": [{"name": "a"}], "initContainers": [{"name": "a"}]}});
+        let mut pod =
+            json!({"kind": "Pod", "spec": {"containers": [{"name": "a"}], "initContainers": [{"name": "a"}]}});
         run(&mut pod, Field::Command, &[entry("a", "add", &["x"])]);
         assert_eq!(pod["spec"]["containers"][0]["command"], json!(["x"]));
         assert!(pod["spec"]["initContainers"][0].get("command").is_none());
 
         let mut cm = json!({"kind": "ConfigMap", "data": {}});
         let before = cm.clone();
-        assert!(run(&mut cm, Field::Args, &[entry("a", "add", &["x"])]).applied.is_empty());
+        assert!(run(&mut cm, Field::Args, &[entry("a", "add", &["x"])])
+            .applied
+            .is_empty());
         assert_eq!(cm, before);
     }
 
     #[test]
     fn errors() {
         let mut obj = deployment(json!({"name": "nginx", "args": ["a"]}));
-        let e = apply(&mut obj, &[entry("nginx", "replace", &["b"])], Field::Args, &mut Report::default())
-            .unwrap_err();
+        let e = apply(
+            &mut obj,
+            &[entry("nginx", "replace", &["b"])],
+            Field::Args,
+            &mut Report::default(),
+        )
+        .unwrap_err();
         assert_eq!(e.overrider, OverriderKind::Args);
         assert_eq!(e.operation, r#"replace ["b"] container "nginx""#);
         assert_eq!(e.message, r#"unknown operator "replace" (expected add or remove)"#);
 
         let mut obj = deployment(json!({"name": "nginx", "args": "a b"}));
-        let e = apply(&mut obj, &[entry("nginx", "add", &["b"])], Field::Args, &mut Report::default())
-            .unwrap_err();
-        assert_eq!(e.message, "/spec/template/spec/containers/1/args is a string, expected a list of strings");
+        let e = apply(
+            &mut obj,
+            &[entry("nginx", "add", &["b"])],
+            Field::Args,
+            &mut Report::default(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.message,
+            "/spec/template/spec/containers/1/args is a string, expected a list of strings"
+        );
 
         let mut obj = deployment(json!({"name": "nginx", "args": [1]}));
-        assert!(apply(&mut obj, &[entry("nginx", "add", &["b"])], Field::Args, &mut Report::default()).is_err());
+        assert!(apply(
+            &mut obj,
+            &[entry("nginx", "add", &["b"])],
+            Field::Args,
+            &mut Report::default()
+        )
+        .is_err());
     }
 }

@@ -1,15 +1,4 @@
 //! `fieldOverrider`: patch a JSON or YAML document stored as a string inside the object (e.g. a ConfigMap key).
-//!
-//! The value at `fieldPath` (RFC 6901) must exist and be a string. Exactly one of `json`/`yaml` is set; the
-//! string is parsed accordingly, the operations are applied as one strict, atomic JSON patch (same rules
-//! as `plaintext`, paths = `subPath`), and the document is written back:
-//!
-//! * YAML: see [`crate::yaml`] (sorted keys, 2-space indent, sequences not indented, trailing newline);
-//! * JSON: compact, key order kept, new keys appended, `<` `>` `&` U+2028 U+2029 escaped as `\u003c` etc.
-//!   (Go's `json.Marshal`, which Karmada uses).
-//!
-//! An empty string is left unchanged (with a warning, since the operations were not applied). As in
-//! Karmada's validation, `add`/`replace` need a `value` and `remove` must not have one.
 
 use crate::jsonpatch::{self, pointer_buf, PatchError};
 use crate::model::{compact, short, type_name, FieldOp, FieldOverrider, OverrideError, OverriderKind, Report};
@@ -48,10 +37,10 @@ fn parse(format: Format, text: &str) -> Result<Value, FieldError> {
     }
 }
 
-fn write(format: Format, doc: &Value) -> Result<String, FieldError> {
+fn write(format: Format, doc: &Value) -> String {
     match format {
-        Format::Json => Ok(go_json(doc)),
-        Format::Yaml => Ok(yaml::to_string(doc)?),
+        Format::Json => go_json(doc),
+        Format::Yaml => yaml::to_string(doc),
     }
 }
 
@@ -95,11 +84,17 @@ fn build_op(op: &FieldOp) -> Result<PatchOperation, String> {
     }
 }
 
-pub(crate) fn apply(
-    obj: &mut Value,
-    list: &[FieldOverrider],
-    report: &mut Report,
-) -> Result<(), OverrideError> {
+/// The value at `fieldPath` (RFC 6901) must exist and be a string. Exactly one of `json`/`yaml` is set; the
+/// string is parsed accordingly, the operations are applied as one strict, atomic JSON patch (same rules
+/// as `plaintext`, paths = `subPath`), and the document is written back:
+///
+/// * YAML: see [`crate::yaml`] (sorted keys, 2-space indent, sequences not indented, trailing newline);
+/// * JSON: compact, key order kept, new keys appended, `<` `>` `&` U+2028 U+2029 escaped as `\u003c` etc.
+///   (Go's `json.Marshal`, which Karmada uses).
+///
+/// An empty string is left unchanged (with a warning, since the operations were not applied). As in
+/// Karmada's validation, `add`/`replace` need a `value` and `remove` must not have one.
+pub(crate) fn apply(obj: &mut Value, list: &[FieldOverrider], report: &mut Report) -> Result<(), OverrideError> {
     const KIND: OverriderKind = OverriderKind::Field;
     for (index, f) in list.iter().enumerate() {
         let (format, ops) = match (&f.json, &f.yaml) {
@@ -136,14 +131,12 @@ pub(crate) fn apply(
             .map_err(|e| OverrideError::new(KIND, index, &whole, format!("{}: {e}", f.field_path)))?;
         let before = jsonpatch::apply_ops(&mut doc, &patch).map_err(|e| match e {
             PatchError::Operation { index: i, kind } => {
-                let operation = ops.get(i).map_or_else(|| whole.clone(), |op| written(op));
+                let operation = ops.get(i).map_or_else(|| whole.clone(), &written);
                 OverrideError::new(KIND, index, operation, kind)
             }
             other => OverrideError::new(KIND, index, &whole, other),
         })?;
-        let out = write(format, &doc)
-            .map_err(|e| OverrideError::new(KIND, index, &whole, format!("{}: {e}", f.field_path)))?;
-        *slot = Value::String(out);
+        *slot = Value::String(write(format, &doc));
         for (op, old) in ops.iter().zip(before) {
             let new = op.value.as_ref().map(short);
             let change = match (old.map(|v| short(&v)), new) {
@@ -159,6 +152,7 @@ pub(crate) fn apply(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use serde_json::json;
@@ -198,7 +192,10 @@ mod tests {
 
     #[test]
     fn yaml_patch_and_rewrite() {
-        let mut obj = cm("app.yaml", "# comment\nserver:\n  port: 80\n  hosts: [a, b]\ndb:\n  name: x\n");
+        let mut obj = cm(
+            "app.yaml",
+            "# comment\nserver:\n  port: 80\n  hosts: [a, b]\ndb:\n  name: x\n",
+        );
         let report = run(
             &mut obj,
             &[yaml_entry(vec![
@@ -289,7 +286,11 @@ mod tests {
             ("add", None, "add needs a value"),
             ("replace", None, "replace needs a value"),
             ("remove", Some(json!(1)), "remove must not have a value"),
-            ("move", None, "unknown operator \"move\" (expected add, remove or replace)"),
+            (
+                "move",
+                None,
+                "unknown operator \"move\" (expected add, remove or replace)",
+            ),
         ] {
             let e = run(&mut obj, &[yaml_entry(vec![op(o, "/a", v)])]).unwrap_err();
             assert_eq!(e.message, msg);
@@ -308,7 +309,10 @@ mod tests {
             "fieldPath: /data/missing does not exist"
         );
         e.field_path = "/data/n".into();
-        assert_eq!(run(&mut obj, &[e]).unwrap_err().message, "/data/n is a number, not a string");
+        assert_eq!(
+            run(&mut obj, &[e]).unwrap_err().message,
+            "/data/n is a number, not a string"
+        );
     }
 
     #[test]

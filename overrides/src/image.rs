@@ -1,25 +1,4 @@
 //! Container image references: the docker reference grammar, split into Karmada's registry/repository/tag parts.
-//!
-//! The grammar is `distribution/reference`'s (v0.6) *non-normalising* one, written out with `regex`:
-//!
-//! ```text
-//! reference        := name [ ":" tag ] [ "@" digest ]
-//! name             := [ domain "/" ] path-component ( "/" path-component )*
-//! domain           := host [ ":" port ]             host := domain-name | "[" ipv6 "]"
-//! domain-name      := component ( "." component )*  component := [a-zA-Z0-9] | [a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]
-//! path-component   := [a-z0-9]+ ( ( [._] | "__" | "-"+ ) [a-z0-9]+ )*
-//! tag              := [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}
-//! digest           := algorithm ":" [0-9a-fA-F]{32,}
-//! algorithm        := [A-Za-z][A-Za-z0-9]* ( [-_+.] [A-Za-z][A-Za-z0-9]* )*
-//! ```
-//!
-//! plus the checks around it: the name is at most 255 characters, and a digest must be valid for its
-//! algorithm (`sha256`: 64 lowercase hex, `sha384`: 96, `sha512`: 128; other algorithms are unsupported).
-//! Nothing is normalised: no `docker.io/`, no `library/`, no default `:latest`.
-//!
-//! Karmada's split of the name (`imageparser.SplitHostname`): the part before the first `/` is the
-//! *registry* only when it contains `.` or `:` or is `localhost`; otherwise the whole name is the
-//! *repository*. A reference with both a tag and a digest keeps only the tag.
 
 use std::fmt;
 use std::str::FromStr;
@@ -53,6 +32,27 @@ pub enum ImageError {
 
 /// An image reference in Karmada's components. `Display` reassembles
 /// `[registry "/"] repository [":" tag | "@" digest]` (the tag wins if both are set).
+///
+/// The grammar is `distribution/reference`'s (v0.6) *non-normalising* one, written out with `regex`:
+///
+/// ```text
+/// reference        := name [ ":" tag ] [ "@" digest ]
+/// name             := [ domain "/" ] path-component ( "/" path-component )*
+/// domain           := host [ ":" port ]             host := domain-name | "[" ipv6 "]"
+/// domain-name      := component ( "." component )*  component := [a-zA-Z0-9] | [a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]
+/// path-component   := [a-z0-9]+ ( ( [._] | "__" | "-"+ ) [a-z0-9]+ )*
+/// tag              := [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}
+/// digest           := algorithm ":" [0-9a-fA-F]{32,}
+/// algorithm        := [A-Za-z][A-Za-z0-9]* ( [-_+.] [A-Za-z][A-Za-z0-9]* )*
+/// ```
+///
+/// plus the checks around it: the name is at most 255 characters, and a digest must be valid for its
+/// algorithm (`sha256`: 64 lowercase hex, `sha384`: 96, `sha512`: 128; other algorithms are unsupported).
+/// Nothing is normalised: no `docker.io/`, no `library/`, no default `:latest`.
+///
+/// Karmada's split of the name (`imageparser.SplitHostname`): the part before the first `/` is the
+/// *registry* only when it contains `.` or `:` or is `localhost`; otherwise the whole name is the
+/// *repository*. A reference with both a tag and a digest keeps only the tag.
 ///
 /// ```
 /// use overrides::image::ImageRef;
@@ -103,9 +103,7 @@ fn compile() -> Result<Grammar, String> {
 static GRAMMAR: LazyLock<Result<Grammar, String>> = LazyLock::new(compile);
 
 fn grammar() -> Result<&'static Grammar, ImageError> {
-    GRAMMAR
-        .as_ref()
-        .map_err(|e| ImageError::Grammar(e.clone()))
+    GRAMMAR.as_ref().map_err(|e| ImageError::Grammar(e.clone()))
 }
 
 /// Whether `s` is a valid tag (`[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`).
@@ -139,7 +137,7 @@ fn check_digest(digest: &str) -> Result<(), String> {
 }
 
 impl ImageRef {
-    /// Parses `image` per the grammar in the module docs and splits it as Karmada does.
+    /// Parses `image` per the grammar in the [`ImageRef`] docs and splits it as Karmada does.
     pub fn parse(image: &str) -> Result<ImageRef, ImageError> {
         let g = grammar()?;
         let Some(caps) = g.reference.captures(image) else {
@@ -218,11 +216,7 @@ impl ImageRef {
 /// Karmada's `SplitHostname` on a name without tag or digest.
 fn split_registry(name: &str) -> (&str, &str) {
     match name.split_once('/') {
-        Some((first, rest))
-            if first.contains('.') || first.contains(':') || first == "localhost" =>
-        {
-            (first, rest)
-        }
+        Some((first, rest)) if first.contains('.') || first.contains(':') || first == "localhost" => (first, rest),
         _ => ("", name),
     }
 }
@@ -249,6 +243,7 @@ impl FromStr for ImageRef {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -259,13 +254,13 @@ mod tests {
         (r.registry, r.repository, r.tag, r.digest)
     }
 
-    fn p(reg: &str, repo: &str, tag: Option<&str>, digest: Option<&str>) -> (String, String, Option<String>, Option<String>) {
-        (
-            reg.into(),
-            repo.into(),
-            tag.map(Into::into),
-            digest.map(Into::into),
-        )
+    fn p(
+        reg: &str,
+        repo: &str,
+        tag: Option<&str>,
+        digest: Option<&str>,
+    ) -> (String, String, Option<String>, Option<String>) {
+        (reg.into(), repo.into(), tag.map(Into::into), digest.map(Into::into))
     }
 
     #[test]
@@ -291,15 +286,15 @@ mod tests {
         assert_eq!(parts("registry/a"), p("", "registry/a", None, None));
         // No default tag and no normalisation.
         assert_eq!(ImageRef::parse("nginx").unwrap().to_string(), "nginx");
-        assert_eq!(ImageRef::parse("docker.io/nginx").unwrap().to_string(), "docker.io/nginx");
+        assert_eq!(
+            ImageRef::parse("docker.io/nginx").unwrap().to_string(),
+            "docker.io/nginx"
+        );
     }
 
     #[test]
     fn digest_only_and_tag_plus_digest() {
-        assert_eq!(
-            parts(&format!("nginx@{SHA}")),
-            p("", "nginx", None, Some(SHA))
-        );
+        assert_eq!(parts(&format!("nginx@{SHA}")), p("", "nginx", None, Some(SHA)));
         let both = format!("a.io/nginx:1.17@{SHA}");
         assert_eq!(parts(&both), p("a.io", "nginx", Some("1.17"), None));
         assert_eq!(ImageRef::parse(&both).unwrap().to_string(), "a.io/nginx:1.17");
@@ -309,7 +304,10 @@ mod tests {
     fn invalid_references() {
         assert_eq!(ImageRef::parse(""), Err(ImageError::Empty));
         assert!(matches!(ImageRef::parse("Nginx"), Err(ImageError::Uppercase(_))));
-        assert!(matches!(ImageRef::parse("a.io/Library/nginx"), Err(ImageError::Uppercase(_))));
+        assert!(matches!(
+            ImageRef::parse("a.io/Library/nginx"),
+            Err(ImageError::Uppercase(_))
+        ));
         // Uppercase in the registry is fine.
         assert_eq!(parts("A.IO/nginx"), p("A.IO", "nginx", None, None));
         for bad in [
@@ -330,7 +328,10 @@ mod tests {
         assert!(ImageRef::parse(&long_tag).is_err());
         assert!(ImageRef::parse(&format!("nginx:{}", "a".repeat(128))).is_ok());
         let long_name = format!("a.io/{}", "a".repeat(251));
-        assert!(matches!(ImageRef::parse(&long_name), Err(ImageError::NameTooLong { .. })));
+        assert!(matches!(
+            ImageRef::parse(&long_name),
+            Err(ImageError::NameTooLong { .. })
+        ));
         assert!(ImageRef::parse(&format!("a.io/{}", "a".repeat(250))).is_ok());
     }
 

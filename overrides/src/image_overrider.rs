@@ -1,19 +1,4 @@
 //! `imageOverrider`: edits the registry, repository or tag of container images exactly as Karmada does.
-//!
-//! Targets: with `predicate.path`, exactly that pointer (it must exist and hold a string); without, every
-//! `containers[*].image` of the workload kinds in [`crate::workload`] (other kinds: no change, no error).
-//! Each image is parsed with [`crate::image::ImageRef`], edited, reassembled and written back.
-//!
-//! | component | add | replace | remove |
-//! | --- | --- | --- | --- |
-//! | `Registry` | registry + value (string concatenation) | value | `""` |
-//! | `Repository` | repository + value | value | `""` |
-//! | `Tag` | set-tag-or-digest((tag or digest) + value) | set-tag-or-digest(value) | clear tag, else digest |
-//!
-//! A Tag value that is neither a valid tag nor a digest leaves the image unchanged (Karmada: silently;
-//! flotilla also warns). A result that is not a valid image reference (e.g. `host/:v1` after removing the
-//! repository) is an error (Karmada writes it out). The predicate pointer is a strict RFC 6901 pointer
-//! (Karmada splits on `/` without unescaping `~0`/`~1`; the two agree on every path without `~`).
 
 use crate::image::ImageRef;
 use crate::model::{quoted, type_name, ImageOverrider, OverrideError, OverriderKind, Report};
@@ -89,10 +74,7 @@ impl<'a> Edit<'a> {
                     _ => v.to_owned(),
                 };
                 if !img.set_tag_or_digest(&candidate) {
-                    return Err(format!(
-                        "{} is neither a valid tag nor a digest",
-                        quoted(&candidate)
-                    ));
+                    return Err(format!("{} is neither a valid tag nor a digest", quoted(&candidate)));
                 }
             }
         }
@@ -128,19 +110,27 @@ fn default_targets(obj: &mut Value) -> Result<Vec<String>, String> {
         match c.get("image") {
             Some(Value::String(_)) => targets.push(format!("{at}/image")),
             None | Some(Value::Null) => return Err(format!("container {at} has no image")),
-            Some(other) => {
-                return Err(format!("{at}/image is {}, not a string", type_name(other)))
-            }
+            Some(other) => return Err(format!("{at}/image is {}, not a string", type_name(other))),
         }
     }
     Ok(targets)
 }
 
-pub(crate) fn apply(
-    obj: &mut Value,
-    list: &[ImageOverrider],
-    report: &mut Report,
-) -> Result<(), OverrideError> {
+/// Targets: with `predicate.path`, exactly that pointer (it must exist and hold a string); without, every
+/// `containers[*].image` of the workload kinds in [`crate::workload`] (other kinds: no change, no error).
+/// Each image is parsed with [`crate::image::ImageRef`], edited, reassembled and written back.
+///
+/// | component | add | replace | remove |
+/// | --- | --- | --- | --- |
+/// | `Registry` | registry + value (string concatenation) | value | `""` |
+/// | `Repository` | repository + value | value | `""` |
+/// | `Tag` | set-tag-or-digest((tag or digest) + value) | set-tag-or-digest(value) | clear tag, else digest |
+///
+/// A Tag value that is neither a valid tag nor a digest leaves the image unchanged (Karmada: silently;
+/// flotilla also warns). A result that is not a valid image reference (e.g. `host/:v1` after removing the
+/// repository) is an error (Karmada writes it out). The predicate pointer is a strict RFC 6901 pointer
+/// (Karmada splits on `/` without unescaping `~0`/`~1`; the two agree on every path without `~`).
+pub(crate) fn apply(obj: &mut Value, list: &[ImageOverrider], report: &mut Report) -> Result<(), OverrideError> {
     for (index, ov) in list.iter().enumerate() {
         let operation = written(ov);
         let err = |message: String| OverrideError::new(OverriderKind::Image, index, &operation, message);
@@ -162,11 +152,15 @@ pub(crate) fn apply(
             }
             let new = img.to_string();
             let back = ImageRef::parse(&new).map_err(|e| {
-                err(format!("result {} at {path} is not a valid image reference: {e}", quoted(&new)))
+                err(format!(
+                    "result {} at {path} is not a valid image reference: {e}",
+                    quoted(&new)
+                ))
             })?;
             if back.registry != img.registry {
                 let message = format!(
-                    "result {} reads back with registry {} and repository {}: a registry needs a \".\" or \":\" or must be \"localhost\"",
+                    "result {} reads back with registry {} and repository {}: \
+                     a registry needs a \".\" or \":\" or must be \"localhost\"",
                     quoted(&new),
                     quoted(&back.registry),
                     quoted(&back.repository)
@@ -182,6 +176,7 @@ pub(crate) fn apply(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use crate::model::ImagePredicate;
@@ -271,7 +266,12 @@ mod tests {
         let msg = fails(img, "Registry", "add", Some("-mirror"));
         assert!(msg.contains("is not a valid image reference"), "{msg}");
         assert_eq!(
-            image_after("fictional.registry.example/imagename", "Registry", "add", Some("-mirror")),
+            image_after(
+                "fictional.registry.example/imagename",
+                "Registry",
+                "add",
+                Some("-mirror")
+            ),
             "fictional.registry.example-mirror/imagename"
         );
         assert_eq!(
@@ -284,8 +284,14 @@ mod tests {
             "r.io/a/b"
         );
         // Adding a registry to an image without one simply sets it.
-        assert_eq!(image_after("nginx", "Registry", "add", Some("a.example")), "a.example/nginx");
-        assert_eq!(image_after("a.example/nginx", "Registry", "add", Some(".test")), "a.example.test/nginx");
+        assert_eq!(
+            image_after("nginx", "Registry", "add", Some("a.example")),
+            "a.example/nginx"
+        );
+        assert_eq!(
+            image_after("a.example/nginx", "Registry", "add", Some(".test")),
+            "a.example.test/nginx"
+        );
     }
 
     #[test]
@@ -305,11 +311,20 @@ mod tests {
 
     #[test]
     fn tag_operators() {
-        assert_eq!(image_after("nginx:1.17", "Tag", "add", Some("-alpine")), "nginx:1.17-alpine");
+        assert_eq!(
+            image_after("nginx:1.17", "Tag", "add", Some("-alpine")),
+            "nginx:1.17-alpine"
+        );
         assert_eq!(image_after("nginx", "Tag", "add", Some("v1")), "nginx:v1");
         assert_eq!(image_after("nginx:1.17", "Tag", "replace", Some("1.19")), "nginx:1.19");
-        assert_eq!(image_after("nginx:1.17", "Tag", "replace", Some(SHA)), format!("nginx@{SHA}"));
-        assert_eq!(image_after(&format!("nginx@{SHA}"), "Tag", "replace", Some("v2")), "nginx:v2");
+        assert_eq!(
+            image_after("nginx:1.17", "Tag", "replace", Some(SHA)),
+            format!("nginx@{SHA}")
+        );
+        assert_eq!(
+            image_after(&format!("nginx@{SHA}"), "Tag", "replace", Some("v2")),
+            "nginx:v2"
+        );
         assert_eq!(image_after("nginx:1.17", "Tag", "remove", None), "nginx");
         assert_eq!(image_after(&format!("nginx@{SHA}"), "Tag", "remove", None), "nginx");
         // Both tag and digest: only the tag survives, even for an unrelated edit.
@@ -348,7 +363,12 @@ mod tests {
     #[test]
     fn every_container_and_pod_path() {
         let mut obj = deployment(&["a", "b:1"]);
-        apply(&mut obj, &[entry("Registry", "add", Some("r.io"))], &mut Report::default()).unwrap();
+        apply(
+            &mut obj,
+            &[entry("Registry", "add", Some("r.io"))],
+            &mut Report::default(),
+        )
+        .unwrap();
         assert_eq!(images(&obj), ["r.io/a", "r.io/b:1"]);
         let mut pod = json!({"kind": "Pod", "spec": {"containers": [{"name": "x", "image": "a"}]}});
         apply(&mut pod, &[entry("Tag", "replace", Some("v"))], &mut Report::default()).unwrap();
@@ -375,22 +395,32 @@ mod tests {
             path: "/spec/jobTemplate/spec/template/spec/containers/0/image".into(),
         });
         apply(&mut cron, std::slice::from_ref(&e), &mut Report::default()).unwrap();
-        assert_eq!(cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["image"], "r.io/a");
+        assert_eq!(
+            cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["image"],
+            "r.io/a"
+        );
 
         let mut obj = deployment(&["a"]);
         e.predicate = Some(ImagePredicate {
             path: "/spec/template/spec/initContainers/0/image".into(),
         });
         apply(&mut obj, std::slice::from_ref(&e), &mut Report::default()).unwrap();
-        assert_eq!(obj["spec"]["template"]["spec"]["initContainers"][0]["image"], "r.io/busybox");
+        assert_eq!(
+            obj["spec"]["template"]["spec"]["initContainers"][0]["image"],
+            "r.io/busybox"
+        );
         assert_eq!(images(&obj), ["a"]);
 
-        e.predicate = Some(ImagePredicate { path: "/spec/missing".into() });
+        e.predicate = Some(ImagePredicate {
+            path: "/spec/missing".into(),
+        });
         let err = apply(&mut obj, std::slice::from_ref(&e), &mut Report::default()).unwrap_err();
         assert_eq!(err.operation, r#"Registry replace "r.io" at /spec/missing"#);
         assert_eq!(err.message, "predicate path: /spec/missing does not exist");
 
-        e.predicate = Some(ImagePredicate { path: "/spec/template".into() });
+        e.predicate = Some(ImagePredicate {
+            path: "/spec/template".into(),
+        });
         let err = apply(&mut obj, &[e], &mut Report::default()).unwrap_err();
         assert_eq!(err.message, "/spec/template is an object, not an image string");
     }
@@ -403,6 +433,9 @@ mod tests {
         let mut obj = json!({"kind": "Pod", "spec": {"containers": [{"name": "x"}]}});
         let e = apply(&mut obj, &[entry("Tag", "replace", Some("v"))], &mut Report::default()).unwrap_err();
         assert_eq!(e.message, "container /spec/containers/0 has no image");
-        assert_eq!(e.to_string(), r#"imageOverrider[0] Tag replace "v": container /spec/containers/0 has no image"#);
+        assert_eq!(
+            e.to_string(),
+            r#"imageOverrider[0] Tag replace "v": container /spec/containers/0 has no image"#
+        );
     }
 }

@@ -1,18 +1,4 @@
 //! Strict, atomic RFC 6902 JSON Patch on top of the `json-patch` crate.
-//!
-//! The `json-patch` crate (v5) parses the patch document (operation names, required members, RFC 6901
-//! pointer syntax) and performs `add`, `replace` and array removals. Around it this module adds:
-//!
-//! * **pointer checks first**: every `path`/`from` goes through [`crate::pointer`] before the library sees
-//!   it, so errors name the failing part (`parent /metadata/labels of ... does not exist`) and strictness
-//!   does not depend on the library version;
-//! * **atomicity without panics**: operations run on a copy that replaces the document only when every
-//!   operation succeeded (the library's own rollback ends in `unreachable!` if an undo step ever fails);
-//! * **key order**: removing an object member keeps the order of the other keys (the library removes with
-//!   `swap_remove` when `serde_json`'s `preserve_order` is on, which moves the last key into the hole);
-//! * **`test` equality per RFC 6902 §4.6**: numbers compare by value (`1` equals `1.0`);
-//! * **`move` and `copy`** as the RFC defines them (remove then add; add a copy), so the target is checked
-//!   against the document as it is after the removal.
 
 use crate::model::{compact, type_name};
 use crate::pointer::{self, Access, PointerError};
@@ -53,6 +39,20 @@ pub enum OpError {
 /// Applies an RFC 6902 patch document (a JSON array of operations) to `doc`, strictly and atomically:
 /// on error `doc` is left exactly as it was.
 ///
+/// The `json-patch` crate (v5) parses the patch document (operation names, required members, RFC 6901
+/// pointer syntax) and performs `add`, `replace` and array removals. Around it this function adds:
+///
+/// * **pointer checks first**: every `path`/`from` goes through [`crate::pointer`] before the library sees
+///   it, so errors name the failing part (`parent /metadata/labels of ... does not exist`) and strictness
+///   does not depend on the library version;
+/// * **atomicity without panics**: operations run on a copy that replaces the document only when every
+///   operation succeeded (the library's own rollback ends in `unreachable!` if an undo step ever fails);
+/// * **key order**: removing an object member keeps the order of the other keys (the library removes with
+///   `swap_remove` when `serde_json`'s `preserve_order` is on, which moves the last key into the hole);
+/// * **`test` equality per RFC 6902 §4.6**: numbers compare by value (`1` equals `1.0`);
+/// * **`move` and `copy`** as the RFC defines them (remove then add; add a copy), so the target is checked
+///   against the document as it is after the removal.
+///
 /// ```
 /// use serde_json::json;
 /// let mut doc = json!({"spec": {"replicas": 1}});
@@ -80,11 +80,9 @@ pub(crate) fn parse_patch(patch: &Value) -> Result<Vec<PatchOperation>, PatchErr
         .iter()
         .enumerate()
         .map(|(index, item)| {
-            serde_json::from_value::<PatchOperation>(item.clone()).map_err(|e| {
-                PatchError::Operation {
-                    index,
-                    kind: OpError::Malformed(e.to_string()),
-                }
+            serde_json::from_value::<PatchOperation>(item.clone()).map_err(|e| PatchError::Operation {
+                index,
+                kind: OpError::Malformed(e.to_string()),
             })
         })
         .collect()
@@ -103,12 +101,20 @@ pub(crate) fn pointer_buf(path: &str) -> Result<PointerBuf, PointerError> {
 /// (the removed or replaced value; for `add`/`copy`/`move` the overwritten object member, if any).
 pub(crate) fn apply_ops(doc: &mut Value, ops: &[PatchOperation]) -> Result<Vec<Option<Value>>, PatchError> {
     let mut work = doc.clone();
+    let before = apply_ops_in_place(&mut work, ops)?;
+    *doc = work;
+    Ok(before)
+}
+
+/// Like [`apply_ops`] but without the copy that makes it atomic: on error `doc` may hold the effect of
+/// the operations before the failing one. For callers that discard the document on error (an override
+/// rule: the object is then not rendered for that cluster), this saves a deep copy per patch.
+pub(crate) fn apply_ops_in_place(doc: &mut Value, ops: &[PatchOperation]) -> Result<Vec<Option<Value>>, PatchError> {
     let mut before = Vec::with_capacity(ops.len());
     for (index, op) in ops.iter().enumerate() {
-        let old = apply_one(&mut work, op).map_err(|kind| PatchError::Operation { index, kind })?;
+        let old = apply_one(doc, op).map_err(|kind| PatchError::Operation { index, kind })?;
         before.push(old);
     }
-    *doc = work;
     Ok(before)
 }
 
@@ -141,9 +147,7 @@ fn apply_one(doc: &mut Value, op: &PatchOperation) -> Result<Option<Value>, OpEr
             add_value(doc, &mv.path, value)
         }
         PatchOperation::Copy(cp) => {
-            let value = pointer::get(doc, cp.from.as_str())
-                .map_err(OpError::From)?
-                .clone();
+            let value = pointer::get(doc, cp.from.as_str()).map_err(OpError::From)?.clone();
             add_value(doc, &cp.path, value)
         }
         PatchOperation::Test(test) => {
@@ -177,7 +181,7 @@ fn add_value(doc: &mut Value, path: &PointerBuf, value: Value) -> Result<Option<
 fn remove(doc: &mut Value, path: &PointerBuf) -> Result<Value, OpError> {
     pointer::check(doc, path.as_str(), Access::Remove)?;
     if let Some((map, key)) = pointer::parent_object_mut(doc, path.as_str()) {
-        // Keep the order of the remaining keys (see the module docs).
+        // Keep the order of the remaining keys (see `apply_patch`).
         return map.shift_remove(&key).ok_or_else(|| {
             OpError::Path(PointerError::Missing {
                 pointer: path.to_string(),
@@ -189,7 +193,7 @@ fn remove(doc: &mut Value, path: &PointerBuf) -> Result<Value, OpError> {
     Ok(old)
 }
 
-/// Runs one operation through the `json-patch` crate, after this module's checks passed.
+/// Runs one operation through the `json-patch` crate, after the pointer checks passed.
 fn library(doc: &mut Value, op: PatchOperation) -> Result<(), OpError> {
     json_patch::patch_unsafe(doc, &[op]).map_err(|e| OpError::Library(e.kind.to_string()))
 }
@@ -198,14 +202,9 @@ fn library(doc: &mut Value, op: PatchOperation) -> Result<(), OpError> {
 pub fn json_eq(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => number_eq(x, y),
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_eq(p, q))
-        }
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_eq(p, q)),
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len()
-                && x
-                    .iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
         }
         _ => a == b,
     }
@@ -226,6 +225,7 @@ fn number_eq(x: &Number, y: &Number) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use serde_json::json;
@@ -407,7 +407,10 @@ mod tests {
             assert!(
                 matches!(
                     patch(json!({}), json!([bad.clone()])),
-                    Err(PatchError::Operation { index: 0, kind: OpError::Malformed(_) })
+                    Err(PatchError::Operation {
+                        index: 0,
+                        kind: OpError::Malformed(_)
+                    })
                 ),
                 "{bad}"
             );

@@ -18,19 +18,19 @@
 //!   which entry, the operation as written and why. The caller drops the object for that cluster.
 //! * [`jsonpatch::apply_patch`]: a strict RFC 6902 implementation (all six operations), also used by the
 //!   `plaintext` and `fieldOverrider` overriders; [`image::ImageRef`]: Karmada's view of an image
-//!   reference; [`pointer`]: strict RFC 6901 pointers.
+//!   reference; [`pointer`](mod@pointer): strict RFC 6901 pointers.
 //!
 //! # Order and semantics
 //!
 //! Within a rule the order is fixed: image, command, args, labels, annotations, field, plaintext; within
 //! each list, entries apply one after another, each seeing the result of the previous one. All `plaintext`
-//! entries of a rule form one RFC 6902 patch applied atomically. Each module documents its overrider's exact
+//! entries of a rule form one RFC 6902 patch applied as a unit (the object is discarded on error, so no copy is made for rollback). Each module documents its overrider's exact
 //! rules, and where flotilla is stricter than Karmada.
 //!
 //! # The key design decision: strict by construction, the library only mutates
 //!
 //! Karmada's JSON Patch library is lax (negative and zero-padded array indices), and the `json-patch`
-//! crate's edge cases are not a contract. So every pointer is checked by [`pointer`] *before* the
+//! crate's edge cases are not a contract. So every pointer is checked by [`pointer`](mod@pointer) *before* the
 //! `json-patch` crate performs an `add`, `replace` or array removal; the crate never decides what is valid.
 //! That gives one strictness for every overrider, errors that say which part of a path failed
 //! (`parent /metadata/labels of /metadata/labels/x does not exist`), and independence from the library's
@@ -58,7 +58,8 @@
 //! })).unwrap();
 //!
 //! let report = apply_overriders(&mut deployment, &rule).unwrap();
-//! assert_eq!(deployment["spec"]["template"]["spec"]["containers"][0]["image"], "dc-1.registry.io/nginx:1.17.0-alpine");
+//! let image = &deployment["spec"]["template"]["spec"]["containers"][0]["image"];
+//! assert_eq!(image, "dc-1.registry.io/nginx:1.17.0-alpine");
 //! assert_eq!(deployment["spec"]["replicas"], 2);
 //! assert_eq!(report.applied.last().unwrap().operation, "replace /spec/replicas 1 -> 2");
 //!
@@ -83,15 +84,14 @@ mod workload;
 mod yaml;
 
 pub use model::{
-    AppliedOp, CommandArgsOverrider, FieldOp, FieldOverrider, ImageOverrider, ImagePredicate,
-    LabelAnnotationOverrider, OverrideError, OverrideWarning, OverriderKind, Overriders,
-    PlaintextOverrider, Report,
+    AppliedOp, CommandArgsOverrider, FieldOp, FieldOverrider, ImageOverrider, ImagePredicate, LabelAnnotationOverrider,
+    OverrideError, OverrideWarning, OverriderKind, Overriders, PlaintextOverrider, Report,
 };
 
 use serde_json::Value;
 
 /// Applies one rule's overriders to `obj` in Karmada's fixed order:
-/// image, command, args, labels, annotations, field, plaintext (plaintext as one atomic RFC 6902 patch).
+/// image, command, args, labels, annotations, field, plaintext (plaintext as one RFC 6902 patch).
 /// On error `obj` may be partly modified; the caller discards it.
 pub fn apply_overriders(obj: &mut Value, ov: &Overriders) -> Result<Report, OverrideError> {
     let mut report = Report::default();
@@ -99,13 +99,19 @@ pub fn apply_overriders(obj: &mut Value, ov: &Overriders) -> Result<Report, Over
     containers::apply(obj, &ov.command_overrider, containers::Field::Command, &mut report)?;
     containers::apply(obj, &ov.args_overrider, containers::Field::Args, &mut report)?;
     metadata::apply(obj, &ov.labels_overrider, metadata::Target::Labels, &mut report)?;
-    metadata::apply(obj, &ov.annotations_overrider, metadata::Target::Annotations, &mut report)?;
+    metadata::apply(
+        obj,
+        &ov.annotations_overrider,
+        metadata::Target::Annotations,
+        &mut report,
+    )?;
     field::apply(obj, &ov.field_overrider, &mut report)?;
     plaintext::apply(obj, &ov.plaintext, &mut report)?;
     Ok(report)
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use serde_json::json;
@@ -129,7 +135,10 @@ mod tests {
                     {"path": "/spec/template/spec/containers/0/image", "operator": "replace", "value": "final"},
                     {"path": "/metadata/labels/x", "operator": "remove"}
                 ],
-                "fieldOverrider": [{"fieldPath": "/data/cfg", "yaml": [{"subPath": "/a", "operator": "replace", "value": 2}]}],
+                "fieldOverrider": [{
+                    "fieldPath": "/data/cfg",
+                    "yaml": [{"subPath": "/a", "operator": "replace", "value": 2}]
+                }],
                 "annotationsOverrider": [{"operator": "add", "value": {"k": "v"}}],
                 "labelsOverrider": [{"operator": "add", "value": {"x": "y"}}],
                 "argsOverrider": [{"containerName": "c", "operator": "add", "value": ["--a"]}],
@@ -158,7 +167,10 @@ mod tests {
         );
         assert_eq!(obj["metadata"]["labels"], json!({}));
         assert_eq!(obj["data"]["cfg"], "a: 2\n");
-        assert_eq!(obj["spec"]["template"]["spec"]["containers"][0]["command"], json!(["run"]));
+        assert_eq!(
+            obj["spec"]["template"]["spec"]["containers"][0]["command"],
+            json!(["run"])
+        );
     }
 
     #[test]
@@ -182,7 +194,10 @@ mod tests {
     fn empty_rule_changes_nothing() {
         let mut obj = json!({"kind": "Pod", "metadata": {"name": "p"}});
         let before = obj.clone();
-        assert_eq!(apply_overriders(&mut obj, &Overriders::default()).unwrap(), Report::default());
+        assert_eq!(
+            apply_overriders(&mut obj, &Overriders::default()).unwrap(),
+            Report::default()
+        );
         assert_eq!(obj, before);
     }
 

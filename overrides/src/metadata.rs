@@ -1,10 +1,4 @@
 //! `labelsOverrider` and `annotationsOverrider`: edit the object's own `metadata.labels`/`metadata.annotations`.
-//!
-//! For each key of `value`, in the order written: `add` sets it (creating `metadata` and the map if
-//! missing, overwriting an existing key); `replace` sets it only if the key exists; `remove` deletes it only
-//! if it exists. Missing keys are skipped silently, as in Karmada. Values must be strings for every operator
-//! (Karmada's API type is `map[string]string`); `remove` ignores their content. Removal keeps the order of
-//! the remaining keys; an emptied map stays as `{}` (Karmada does the same).
 
 use crate::model::{compact, quoted, type_name, LabelAnnotationOverrider, OverrideError, OverriderKind, Report};
 use crate::pointer::escape;
@@ -41,11 +35,7 @@ enum Operator {
 }
 
 /// The map to edit: created when `create` (for `add`), `None` when absent otherwise.
-fn map_mut<'a>(
-    obj: &'a mut Value,
-    key: &str,
-    create: bool,
-) -> Result<Option<&'a mut Map<String, Value>>, String> {
+fn map_mut<'a>(obj: &'a mut Value, key: &str, create: bool) -> Result<Option<&'a mut Map<String, Value>>, String> {
     let found = type_name(obj);
     let Value::Object(root) = obj else {
         return Err(format!("the object is {found}, expected an object"));
@@ -68,6 +58,11 @@ fn map_mut<'a>(
     }
 }
 
+/// For each key of `value`, in the order written: `add` sets it (creating `metadata` and the map if
+/// missing, overwriting an existing key); `replace` sets it only if the key exists; `remove` deletes it only
+/// if it exists. Missing keys are skipped silently, as in Karmada. Values must be strings for every operator
+/// (Karmada's API type is `map[string]string`); `remove` ignores their content. Removal keeps the order of
+/// the remaining keys; an emptied map stays as `{}` (Karmada does the same).
 pub(crate) fn apply(
     obj: &mut Value,
     list: &[LabelAnnotationOverrider],
@@ -90,7 +85,11 @@ pub(crate) fn apply(
         };
         for (k, v) in &ov.value {
             if !v.is_string() {
-                return Err(err(format!("value of {} is {}, expected a string", quoted(k), type_name(v))));
+                return Err(err(format!(
+                    "value of {} is {}, expected a string",
+                    quoted(k),
+                    type_name(v)
+                )));
             }
         }
         let Some(map) = map_mut(obj, target.key(), operator == Operator::Add).map_err(err)? else {
@@ -123,6 +122,7 @@ pub(crate) fn apply(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use serde_json::json;
@@ -143,7 +143,11 @@ mod tests {
     #[test]
     fn add_creates_map_and_overwrites() {
         let mut obj = json!({"metadata": {"name": "x"}, "spec": {"template": {"metadata": {"labels": {}}}}});
-        let report = run(&mut obj, Target::Annotations, &[entry("add", json!({"dc": "dc-1", "a/b": "1"}))]);
+        let report = run(
+            &mut obj,
+            Target::Annotations,
+            &[entry("add", json!({"dc": "dc-1", "a/b": "1"}))],
+        );
         assert_eq!(obj["metadata"]["annotations"], json!({"dc": "dc-1", "a/b": "1"}));
         assert_eq!(report.applied[1].operation, r#"add /metadata/annotations/a~1b "1""#);
         // Pod-template metadata is not the object's own metadata.
@@ -151,7 +155,10 @@ mod tests {
 
         let report = run(&mut obj, Target::Annotations, &[entry("add", json!({"dc": "dc-2"}))]);
         assert_eq!(obj["metadata"]["annotations"]["dc"], "dc-2");
-        assert_eq!(report.applied[0].operation, r#"add /metadata/annotations/dc "dc-1" -> "dc-2""#);
+        assert_eq!(
+            report.applied[0].operation,
+            r#"add /metadata/annotations/dc "dc-1" -> "dc-2""#
+        );
 
         let mut bare = json!({"kind": "ConfigMap"});
         run(&mut bare, Target::Labels, &[entry("add", json!({"a": "b"}))]);
@@ -161,7 +168,11 @@ mod tests {
     #[test]
     fn replace_only_existing_keys() {
         let mut obj = json!({"metadata": {"labels": {"a": "1", "b": "2"}}});
-        let report = run(&mut obj, Target::Labels, &[entry("replace", json!({"a": "9", "c": "3"}))]);
+        let report = run(
+            &mut obj,
+            Target::Labels,
+            &[entry("replace", json!({"a": "9", "c": "3"}))],
+        );
         assert_eq!(obj["metadata"]["labels"], json!({"a": "9", "b": "2"}));
         assert_eq!(report.applied.len(), 1);
         assert_eq!(report.applied[0].operation, r#"replace /metadata/labels/a "1" -> "9""#);
@@ -174,7 +185,11 @@ mod tests {
     #[test]
     fn remove_only_existing_keys_ignoring_value_and_keeping_order() {
         let mut obj = json!({"metadata": {"labels": {"a": "1", "b": "2", "c": "3"}}});
-        let report = run(&mut obj, Target::Labels, &[entry("remove", json!({"a": "whatever", "zz": ""}))]);
+        let report = run(
+            &mut obj,
+            Target::Labels,
+            &[entry("remove", json!({"a": "whatever", "zz": ""}))],
+        );
         assert_eq!(compact(&obj["metadata"]["labels"]), r#"{"b":"2","c":"3"}"#);
         assert_eq!(report.applied[0].operation, r#"remove /metadata/labels/a (was "1")"#);
         run(&mut obj, Target::Labels, &[entry("remove", json!({"b": "", "c": ""}))]);
@@ -184,16 +199,31 @@ mod tests {
     #[test]
     fn errors() {
         let mut obj = json!({"metadata": {"labels": {"a": "1"}}});
-        let e = apply(&mut obj, &[entry("add", json!({"n": 1}))], Target::Labels, &mut Report::default())
-            .unwrap_err();
+        let e = apply(
+            &mut obj,
+            &[entry("add", json!({"n": 1}))],
+            Target::Labels,
+            &mut Report::default(),
+        )
+        .unwrap_err();
         assert_eq!(e.message, r#"value of "n" is a number, expected a string"#);
         assert_eq!(e.operation, r#"add {"n":1}"#);
-        let e = apply(&mut obj, &[entry("set", json!({"n": "1"}))], Target::Labels, &mut Report::default())
-            .unwrap_err();
+        let e = apply(
+            &mut obj,
+            &[entry("set", json!({"n": "1"}))],
+            Target::Labels,
+            &mut Report::default(),
+        )
+        .unwrap_err();
         assert!(e.message.starts_with("unknown operator"));
         let mut bad = json!({"metadata": {"labels": ["a"]}});
-        let e = apply(&mut bad, &[entry("remove", json!({"a": ""}))], Target::Labels, &mut Report::default())
-            .unwrap_err();
+        let e = apply(
+            &mut bad,
+            &[entry("remove", json!({"a": ""}))],
+            Target::Labels,
+            &mut Report::default(),
+        )
+        .unwrap_err();
         assert_eq!(e.message, "/metadata/labels is an array, expected an object");
     }
 }

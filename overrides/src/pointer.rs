@@ -1,40 +1,30 @@
 //! Strict RFC 6901 JSON Pointers: syntax, array indices and existence, with errors that say which part failed.
-//!
-//! Every location an override touches goes through [`check`] (or [`get`]/[`get_mut`]) first, so the
-//! strictness does not depend on the JSON Patch library: an array index is `0` or a number without a leading
-//! zero (`01`, `-1`, `+1`, `1e0` are errors), `-` (the end of an array) is only a valid last token of an `add`,
-//! parents must exist, and `~` must be followed by `0` or `1`.
 
 use crate::model::type_name;
 use serde_json::Value;
 
 /// Why a pointer cannot be used on a document. `pointer` fields hold the prefix that failed, as written.
+///
+/// Every location an override touches is checked by this module (also through [`get`]/[`get_mut`]) first, so the
+/// strictness does not depend on the JSON Patch library: an array index is `0` or a number without a leading
+/// zero (`01`, `-1`, `+1`, `1e0` are errors), `-` (the end of an array) is only a valid last token of an `add`,
+/// parents must exist, and `~` must be followed by `0` or `1`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PointerError {
     #[error("{pointer:?} is not a JSON pointer: {reason}")]
-    Syntax {
-        pointer: String,
-        reason: &'static str,
-    },
+    Syntax { pointer: String, reason: &'static str },
     #[error("{pointer} does not exist")]
     Missing { pointer: String },
     #[error("parent {parent} of {pointer} does not exist")]
     MissingParent { parent: String, pointer: String },
     #[error("{} is {found}, not an object or array", show(.pointer))]
-    NotContainer {
-        pointer: String,
-        found: &'static str,
-    },
+    NotContainer { pointer: String, found: &'static str },
     #[error("{token:?} in {pointer} is not an array index (0 or a number without leading zeros)")]
     BadIndex { pointer: String, token: String },
     #[error("\"-\" in {pointer} names the end of an array, which only add accepts as the last token")]
     EndOfArray { pointer: String },
     #[error("index {index} in {pointer} is out of bounds (array length {len})")]
-    OutOfBounds {
-        pointer: String,
-        index: String,
-        len: usize,
-    },
+    OutOfBounds { pointer: String, index: String, len: usize },
     #[error("the document root cannot be removed")]
     RemoveRoot,
 }
@@ -147,9 +137,7 @@ fn array_step(len: usize, token: &str, at: &str, allow_end: bool) -> Result<usiz
         return if allow_end {
             Ok(len)
         } else {
-            Err(PointerError::EndOfArray {
-                pointer: at.to_owned(),
-            })
+            Err(PointerError::EndOfArray { pointer: at.to_owned() })
         };
     }
     let out_of_bounds = || PointerError::OutOfBounds {
@@ -290,11 +278,7 @@ pub(crate) fn overwritten_by_add(doc: &Value, pointer: &str) -> Option<Value> {
     let Some(last) = parsed.tokens.last() else {
         return Some(doc.clone());
     };
-    get(doc, parsed.parent())
-        .ok()?
-        .as_object()?
-        .get(last)
-        .cloned()
+    get(doc, parsed.parent()).ok()?.as_object()?.get(last).cloned()
 }
 
 /// Whether `child` lies strictly inside `parent` (token-wise proper prefix).
@@ -306,6 +290,7 @@ pub(crate) fn is_proper_prefix(parent: &str, child: &str) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use serde_json::json;

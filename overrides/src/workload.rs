@@ -9,18 +9,14 @@ use serde_json::Value;
 pub(crate) fn containers_path(kind: &str) -> Option<&'static str> {
     match kind {
         "Pod" => Some("/spec/containers"),
-        "ReplicaSet" | "Deployment" | "DaemonSet" | "StatefulSet" | "Job" => {
-            Some("/spec/template/spec/containers")
-        }
+        "ReplicaSet" | "Deployment" | "DaemonSet" | "StatefulSet" | "Job" => Some("/spec/template/spec/containers"),
         _ => None,
     }
 }
 
 /// The object's `containers` list and its pointer: `Ok(None)` when the kind has no default containers or the
 /// list is absent (nothing to override, as in Karmada); an error when something on the way has the wrong type.
-pub(crate) fn containers_mut(
-    obj: &mut Value,
-) -> Result<Option<(&'static str, &mut Vec<Value>)>, String> {
+pub(crate) fn containers_mut(obj: &mut Value) -> Result<Option<(&'static str, &mut Vec<Value>)>, String> {
     let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
     let Some(path) = containers_path(kind) else {
         return Ok(None);
@@ -55,6 +51,7 @@ fn at(pointer: &str) -> &str {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use serde_json::json;

@@ -5,6 +5,8 @@
 //! patch must fail (and leave the document unchanged); with neither, it must not panic, and since such
 //! records are all `test` operations meant to pass, it must succeed too.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
+
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use serde_json::Value;
@@ -52,9 +54,7 @@ fn run_file(file: &str) -> (Counts, Vec<String>) {
             continue;
         };
         let mut out = doc.clone();
-        let result = catch_unwind(AssertUnwindSafe(|| {
-            overrides::jsonpatch::apply_patch(&mut out, patch)
-        }));
+        let result = catch_unwind(AssertUnwindSafe(|| overrides::jsonpatch::apply_patch(&mut out, patch)));
         counts.run += 1;
         let result = match result {
             Ok(r) => r,
@@ -98,7 +98,8 @@ fn json_patch_test_suite() {
     for file in ["tests.json", "spec_tests.json"] {
         let (counts, failures) = run_file(file);
         println!(
-            "json-patch conformance {file}: {} records, {} enabled, {} run ({} expected, {} error, {} neither), {} failed",
+            "json-patch conformance {file}: {} records, {} enabled, {} run \
+             ({} expected, {} error, {} neither), {} failed",
             counts.records,
             counts.enabled,
             counts.run,
@@ -114,7 +115,10 @@ fn json_patch_test_suite() {
         total_run += counts.run;
         all_failures.extend(failures);
     }
-    println!("json-patch conformance: {total_run} cases run, {} failed", all_failures.len());
+    println!(
+        "json-patch conformance: {total_run} cases run, {} failed",
+        all_failures.len()
+    );
     assert!(all_failures.is_empty(), "failures:\n{}", all_failures.join("\n"));
 }
 

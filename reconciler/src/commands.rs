@@ -6,6 +6,11 @@ use render::RenderOptions;
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
 
 fn exit(has_errors: bool) -> ExitCode {
     if has_errors {
@@ -17,8 +22,11 @@ fn exit(has_errors: bool) -> ExitCode {
 
 /// `flotilla render`.
 pub fn render(args: &RepoArgs, clusters: &[String], out: Option<&Path>, format: RenderFormat) -> Result<ExitCode> {
+    let t0 = Instant::now();
     let snapshot = source::read(&args.repo, args.rev.as_deref())?;
+    let t1 = Instant::now();
     let repo = render::repo::load(&snapshot);
+    let t2 = Instant::now();
     for c in clusters {
         if repo.cluster(c).is_none() {
             let known: Vec<&str> = repo.clusters.iter().map(|c| c.name.as_str()).collect();
@@ -27,9 +35,18 @@ pub fn render(args: &RepoArgs, clusters: &[String], out: Option<&Path>, format: 
     }
     let opts = RenderOptions {
         clusters: clusters.to_vec(),
-        trace: Vec::new(),
+        ..RenderOptions::default()
     };
     let (output, _) = render::pipeline::run(&repo, &opts);
+    let t3 = Instant::now();
+    tracing::debug!(
+        read_ms = ms(t1 - t0),
+        load_ms = ms(t2 - t1),
+        render_ms = ms(t3 - t2),
+        files = snapshot.files.len(),
+        templates = repo.templates.len(),
+        "rendered"
+    );
     if let Some(dir) = out {
         for (cluster, objs) in &output.clusters {
             let cdir = dir.join(cluster);
@@ -61,10 +78,17 @@ pub fn render(args: &RepoArgs, clusters: &[String], out: Option<&Path>, format: 
     }
     w.flush()?;
     drop(w);
+    tracing::debug!(write_ms = ms(t3.elapsed()), "written");
     if format == RenderFormat::Yaml {
         print::diagnostics_text(&output.diagnostics);
     }
-    Ok(exit(output.has_errors()))
+    let code = exit(output.has_errors());
+    // The process ends right after this; freeing millions of small allocations one by one would cost
+    // about as much as building them. The OS reclaims the memory at exit.
+    std::mem::forget(output);
+    std::mem::forget(repo);
+    std::mem::forget(snapshot);
+    Ok(code)
 }
 
 /// `flotilla explain`.
@@ -88,10 +112,17 @@ pub fn explain(args: &RepoArgs, object: &str, namespace: Option<&str>, format: F
 /// `flotilla validate`.
 pub fn validate(args: &RepoArgs, format: Format) -> Result<ExitCode> {
     let snapshot = source::read(&args.repo, args.rev.as_deref())?;
-    let output = render::render(&snapshot, &RenderOptions::default());
+    let opts = RenderOptions {
+        discard_objects: true,
+        ..RenderOptions::default()
+    };
+    let output = render::render(&snapshot, &opts);
     print::diagnostics(&output.diagnostics, format)?;
     if format == Format::Text && output.diagnostics.is_empty() {
         eprintln!("ok: no findings");
     }
-    Ok(exit(output.has_errors()))
+    let code = exit(output.has_errors());
+    std::mem::forget(output); // see `render`: the OS frees it faster at exit
+    std::mem::forget(snapshot);
+    Ok(code)
 }

@@ -20,12 +20,18 @@ type Key = (String, String, String, String);
 
 fn key(obj: &Value) -> Key {
     let s = |p: &str| obj.pointer(p).and_then(Value::as_str).unwrap_or("").to_string();
-    let group = s("/apiVersion").rsplit_once('/').map_or(String::new(), |(g, _)| g.to_string());
+    let group = s("/apiVersion")
+        .rsplit_once('/')
+        .map_or(String::new(), |(g, _)| g.to_string());
     (group, s("/kind"), s("/metadata/namespace"), s("/metadata/name"))
 }
 
 fn label(k: &Key) -> String {
-    let kind = if k.0.is_empty() { k.1.clone() } else { format!("{}.{}", k.1, k.0) };
+    let kind = if k.0.is_empty() {
+        k.1.clone()
+    } else {
+        format!("{}.{}", k.1, k.0)
+    };
     if k.2.is_empty() {
         format!("{kind}/{}", k.3)
     } else {
@@ -81,8 +87,20 @@ pub fn pair(old: &Output, new: &Output) -> Result<Vec<ClusterDiff>> {
     let empty = Vec::new();
     let mut out = Vec::new();
     for name in names {
-        let a: BTreeMap<Key, &Value> = old.clusters.get(name).unwrap_or(&empty).iter().map(|o| (key(o), o)).collect();
-        let b: BTreeMap<Key, &Value> = new.clusters.get(name).unwrap_or(&empty).iter().map(|o| (key(o), o)).collect();
+        let a: BTreeMap<Key, &Value> = old
+            .clusters
+            .get(name)
+            .unwrap_or(&empty)
+            .iter()
+            .map(|o| (key(o), o.as_ref()))
+            .collect();
+        let b: BTreeMap<Key, &Value> = new
+            .clusters
+            .get(name)
+            .unwrap_or(&empty)
+            .iter()
+            .map(|o| (key(o), o.as_ref()))
+            .collect();
         let mut cd = ClusterDiff {
             cluster: name.clone(),
             created: 0,
@@ -101,8 +119,14 @@ pub fn pair(old: &Output, new: &Output) -> Result<Vec<ClusterDiff>> {
                 (Some(x), Some(y)) if x != y => "changed",
                 _ => continue,
             };
-            let ya = x.map(|x| print::yaml(&redact(x, y, "old"))).transpose()?.unwrap_or_default();
-            let yb = y.map(|y| print::yaml(&redact(y, x, "new"))).transpose()?.unwrap_or_default();
+            let ya = x
+                .map(|x| print::yaml(&redact(x, y, "old")))
+                .transpose()?
+                .unwrap_or_default();
+            let yb = y
+                .map(|y| print::yaml(&redact(y, x, "new")))
+                .transpose()?
+                .unwrap_or_default();
             let l = format!("{name}/{}", label(k));
             let diff = TextDiff::from_lines(&ya, &yb)
                 .unified_diff()
@@ -131,7 +155,7 @@ pub fn run(repo: &Path, from: Option<&str>, to: Option<&str>, clusters: &[String
     let new_snap = source::read(repo, to)?;
     let opts = RenderOptions {
         clusters: clusters.to_vec(),
-        trace: Vec::new(),
+        ..RenderOptions::default()
     };
     let old = render::render(&old_snap, &opts);
     let new = render::render(&new_snap, &opts);
@@ -153,7 +177,11 @@ pub fn run(repo: &Path, from: Option<&str>, to: Option<&str>, clusters: &[String
                 }
             }
             for d in &diffs {
-                writeln!(out, "{}: +{} created ~{} changed -{} deleted", d.cluster, d.created, d.changed, d.deleted)?;
+                writeln!(
+                    out,
+                    "{}: +{} created ~{} changed -{} deleted",
+                    d.cluster, d.created, d.changed, d.deleted
+                )?;
             }
             drop(out);
             print::diagnostics_text(&new.diagnostics);

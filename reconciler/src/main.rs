@@ -13,11 +13,19 @@ mod print;
 mod source;
 
 use clap::{Parser, Subcommand, ValueEnum};
+
+/// Rendering allocates millions of small JSON nodes; mimalloc is markedly faster at that than glibc's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
-#[command(name = "flotilla", version, about = "GitOps for fleets of Kubernetes clusters, with Karmada's policy semantics")]
+#[command(
+    name = "flotilla",
+    version,
+    about = "GitOps for fleets of Kubernetes clusters, with Karmada's policy semantics"
+)]
 struct Cli {
     /// Log format of the diagnostics log on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
@@ -110,7 +118,9 @@ enum Command {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FLOTILLA_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),

@@ -49,7 +49,11 @@ pub fn yaml(obj: &Value) -> Result<String> {
 
 /// `kind[.group]` in lower case, for file names.
 pub fn kind_slug(obj: &Value) -> String {
-    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("object").to_ascii_lowercase();
+    let kind = obj
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("object")
+        .to_ascii_lowercase();
     let api = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
     match api.rsplit_once('/') {
         Some((g, _)) => format!("{kind}.{g}"),
@@ -60,7 +64,10 @@ pub fn kind_slug(obj: &Value) -> String {
 /// `NNNN-kind[.group]-[namespace-]name.yaml`; the prefix keeps the apply order in a listing.
 pub fn file_name(i: usize, obj: &Value) -> String {
     let meta = obj.get("metadata");
-    let name = meta.and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or("unnamed");
+    let name = meta
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or("unnamed");
     let ns = meta.and_then(|m| m.get("namespace")).and_then(Value::as_str);
     let base = match ns {
         Some(ns) => format!("{i:04}-{}-{ns}-{name}.yaml", kind_slug(obj)),

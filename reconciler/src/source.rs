@@ -28,7 +28,9 @@ pub fn read_worktree(root: &Path) -> Result<Snapshot> {
     }
     let config_path = root.join(CONFIG_FILE);
     let config_bytes = match std::fs::symlink_metadata(&config_path) {
-        Ok(m) if m.is_file() => Some(std::fs::read(&config_path).with_context(|| format!("reading {}", config_path.display()))?),
+        Ok(m) if m.is_file() => {
+            Some(std::fs::read(&config_path).with_context(|| format!("reading {}", config_path.display()))?)
+        }
         _ => None,
     };
     let config = config_from(config_bytes.as_deref());
@@ -47,7 +49,13 @@ fn rel_path(root: &Path, p: &Path) -> String {
         .join("/")
 }
 
-fn walk(root: &Path, dir: &Path, config: &RepoConfig, files: &mut Vec<SourceFile>, diags: &mut Vec<Diagnostic>) -> Result<()> {
+fn walk(
+    root: &Path,
+    dir: &Path,
+    config: &RepoConfig,
+    files: &mut Vec<SourceFile>,
+    diags: &mut Vec<Diagnostic>,
+) -> Result<()> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .with_context(|| format!("reading directory {}", dir.display()))?
         .collect::<std::io::Result<_>>()
@@ -129,15 +137,20 @@ fn normalise(p: &Path) -> Option<PathBuf> {
 /// Reads commit `rev` of the Git repository containing `dir`. When `dir` is a subdirectory of the
 /// repository's work tree, that subtree is the flotilla repository (e.g. `examples-repo/`).
 pub fn read_rev(dir: &Path, rev: &str) -> Result<Snapshot> {
-    let repo = git2::Repository::discover(dir).with_context(|| format!("{} is not inside a Git repository", dir.display()))?;
+    let repo =
+        git2::Repository::discover(dir).with_context(|| format!("{} is not inside a Git repository", dir.display()))?;
     let object = repo
         .revparse_single(rev)
         .with_context(|| format!("unknown revision `{rev}`"))?;
-    let commit = object.peel_to_commit().with_context(|| format!("`{rev}` is not a commit"))?;
+    let commit = object
+        .peel_to_commit()
+        .with_context(|| format!("`{rev}` is not a commit"))?;
     let mut tree = commit.tree().context("reading the commit's tree")?;
     if let Some(workdir) = repo.workdir() {
         let workdir = workdir.canonicalize().context("resolving the work tree")?;
-        let dir = dir.canonicalize().with_context(|| format!("resolving {}", dir.display()))?;
+        let dir = dir
+            .canonicalize()
+            .with_context(|| format!("resolving {}", dir.display()))?;
         if let Ok(prefix) = dir.strip_prefix(&workdir) {
             if !prefix.as_os_str().is_empty() {
                 let entry = tree
@@ -189,13 +202,19 @@ pub fn snapshot_of_tree(repo: &git2::Repository, tree: &git2::Tree<'_>, revision
             let target = String::from_utf8_lossy(blob.content()).into_owned();
             let joined = Path::new(parent).join(&target);
             let Some(norm) = normalise(&joined).filter(|_| !Path::new(&target).is_absolute()) else {
-                diags.push(unreadable(&rel, format!("symlink points outside the repository (to {target}); not read")));
+                diags.push(unreadable(
+                    &rel,
+                    format!("symlink points outside the repository (to {target}); not read"),
+                ));
                 return git2::TreeWalkResult::Ok;
             };
             match tree.get_path(&norm).ok().and_then(|e| blob_of(e.id()).ok()) {
                 Some(b) => blob = b,
                 None => {
-                    diags.push(unreadable(&rel, format!("symlink target {target} is not a file in the commit")));
+                    diags.push(unreadable(
+                        &rel,
+                        format!("symlink target {target} is not a file in the commit"),
+                    ));
                     return git2::TreeWalkResult::Ok;
                 }
             }

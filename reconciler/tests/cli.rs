@@ -1,5 +1,6 @@
 //! End-to-end tests of the `flotilla` binary's offline commands against real files and real Git
 //! repositories (made with the `git` CLI in temporary directories).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -30,7 +31,9 @@ impl Repo {
     /// A minimal valid fleet: two clusters, one ConfigMap propagated everywhere.
     fn basic() -> Repo {
         let r = Repo::new();
-        r.write("clusters.yaml", CLUSTERS).write("apps/cm.yaml", CONFIGMAP).write("policies/pp.yaml", PP);
+        r.write("clusters.yaml", CLUSTERS)
+            .write("apps/cm.yaml", CONFIGMAP)
+            .write("policies/pp.yaml", PP);
         r
     }
 
@@ -44,7 +47,11 @@ impl Repo {
             .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
             .output()
             .expect("git is installed");
-        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     fn commit(&self, msg: &str) {
@@ -85,7 +92,10 @@ spec:
 ";
 
 fn flotilla(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_flotilla")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_flotilla"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn code(o: &Output) -> i32 {
@@ -110,13 +120,16 @@ fn assert_bad(repo: &Repo, file: &str, line: u32, diag_code: &str) {
     let prefix = format!("{file}:{line}:");
     let err = stderr(&text);
     assert!(
-        err.lines().any(|l| l.starts_with(&prefix) && l.contains(&format!("error[{diag_code}]"))),
+        err.lines()
+            .any(|l| l.starts_with(&prefix) && l.contains(&format!("error[{diag_code}]"))),
         "expected `{prefix}...error[{diag_code}]` in:\n{err}"
     );
     let (c, diags) = validate_json(repo.path());
     assert_eq!(c, 1);
     assert!(
-        diags.iter().any(|d| d["file"] == file && d["line"] == line && d["code"] == diag_code && d["severity"] == "error"),
+        diags
+            .iter()
+            .any(|d| d["file"] == file && d["line"] == line && d["code"] == diag_code && d["severity"] == "error"),
         "JSON form lacks {file}:{line} {diag_code}: {diags:?}"
     );
     // The good files still render: one bad file does not hide the others.
@@ -136,14 +149,20 @@ fn valid_repo_validates_clean() {
 #[test]
 fn yaml_syntax_error() {
     let r = Repo::basic();
-    r.write("apps/broken.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: [unclosed\n");
+    r.write(
+        "apps/broken.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: [unclosed\n",
+    );
     assert_bad(&r, "apps/broken.yaml", 5, "E002");
 }
 
 #[test]
 fn wrong_types() {
     let r = Repo::basic();
-    r.write("apps/typed.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: 42\n");
+    r.write(
+        "apps/typed.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: 42\n",
+    );
     assert_bad(&r, "apps/typed.yaml", 4, "E010");
     let r = Repo::basic();
     r.write(
@@ -156,16 +175,24 @@ fn wrong_types() {
 #[test]
 fn alias_bomb() {
     let r = Repo::basic();
-    let mut s = String::from("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bomb}\ndata:\n  a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    let mut s = String::from(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bomb}\ndata:\n  a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n",
+    );
     for i in 1..10 {
         let p = i - 1;
-        s.push_str(&format!("  a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"));
+        s.push_str(&format!(
+            "  a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+        ));
     }
     r.write("apps/bomb.yaml", s);
     let p = r.path().to_str().unwrap();
     let o = flotilla(&["validate", "--repo", p]);
     assert_eq!(code(&o), 1);
-    assert!(stderr(&o).contains("apps/bomb.yaml:") && stderr(&o).contains("error[E003]"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("apps/bomb.yaml:") && stderr(&o).contains("error[E003]"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -182,22 +209,37 @@ fn symlink_outside_the_repository() {
 #[test]
 fn oversized_file() {
     let r = Repo::basic();
-    r.write("flotilla.yaml", "apiVersion: flotilla.dev/v1alpha1\nkind: RepoConfig\nmetadata: {name: config}\nspec:\n  maxFileSize: 1000\n");
-    r.write("apps/big.yaml", format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: big}}\ndata:\n  x: \"{}\"\n", "a".repeat(5000)));
+    r.write(
+        "flotilla.yaml",
+        "apiVersion: flotilla.dev/v1alpha1\nkind: RepoConfig\nmetadata: {name: config}\nspec:\n  maxFileSize: 1000\n",
+    );
+    r.write(
+        "apps/big.yaml",
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: big}}\ndata:\n  x: \"{}\"\n",
+            "a".repeat(5000)
+        ),
+    );
     assert_bad(&r, "apps/big.yaml", 1, "E001");
 }
 
 #[test]
 fn non_utf8_bytes() {
     let r = Repo::basic();
-    r.write("apps/latin1.yaml", b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata: {k: \"caf\xe9\"}\n");
+    r.write(
+        "apps/latin1.yaml",
+        b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata: {k: \"caf\xe9\"}\n",
+    );
     assert_bad(&r, "apps/latin1.yaml", 4, "E005");
 }
 
 #[test]
 fn duplicate_keys() {
     let r = Repo::basic();
-    r.write("apps/dup.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: dup\n  name: again\n");
+    r.write(
+        "apps/dup.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: dup\n  name: again\n",
+    );
     assert_bad(&r, "apps/dup.yaml", 5, "E004");
 }
 
@@ -239,7 +281,10 @@ fn duplicate_templates_name_both_places() {
     let o = flotilla(&["validate", "--repo", r.path().to_str().unwrap()]);
     assert_eq!(code(&o), 1);
     let err = stderr(&o);
-    assert!(err.contains("apps/zz-again.yaml:1:1: error[E012]") && err.contains("apps/cm.yaml:1"), "{err}");
+    assert!(
+        err.contains("apps/zz-again.yaml:1:1: error[E012]") && err.contains("apps/cm.yaml:1"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -262,9 +307,19 @@ fn rev_reads_the_object_database_not_the_worktree() {
 fn rev_of_a_subdirectory_reads_that_subtree() {
     let r = Repo::new();
     r.write("README.md", "outer project\n");
-    r.write("fleet/clusters.yaml", CLUSTERS).write("fleet/cm.yaml", CONFIGMAP).write("fleet/pp.yaml", PP);
+    r.write("fleet/clusters.yaml", CLUSTERS)
+        .write("fleet/cm.yaml", CONFIGMAP)
+        .write("fleet/pp.yaml", PP);
     r.commit("nested");
-    let o = flotilla(&["render", "--repo", r.path().join("fleet").to_str().unwrap(), "--rev", "HEAD", "--format", "json"]);
+    let o = flotilla(&[
+        "render",
+        "--repo",
+        r.path().join("fleet").to_str().unwrap(),
+        "--rev",
+        "HEAD",
+        "--format",
+        "json",
+    ]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["clusters"]["member1"][0]["metadata"]["name"], "app");
@@ -296,7 +351,15 @@ fn rendering_the_same_commit_twice_is_byte_identical() {
     let g = Repo::new();
     copy_dir(&r, g.path());
     g.commit("examples");
-    let c = flotilla(&["render", "--repo", g.path().to_str().unwrap(), "--rev", "HEAD", "--format", "json"]);
+    let c = flotilla(&[
+        "render",
+        "--repo",
+        g.path().to_str().unwrap(),
+        "--rev",
+        "HEAD",
+        "--format",
+        "json",
+    ]);
     assert_eq!(a.stdout, c.stdout);
 }
 
@@ -320,15 +383,28 @@ fn render_json_contract() {
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     let obj = v.as_object().unwrap();
     assert_eq!(obj.keys().collect::<Vec<_>>(), ["clusters", "diagnostics"]);
-    assert_eq!(v["clusters"].as_object().unwrap().len(), 2, "every inventory cluster appears");
-    assert_eq!(v["clusters"]["member1"][0]["metadata"]["namespace"], "default", "effective namespace is written");
+    assert_eq!(
+        v["clusters"].as_object().unwrap().len(),
+        2,
+        "every inventory cluster appears"
+    );
+    assert_eq!(
+        v["clusters"]["member1"][0]["metadata"]["namespace"], "default",
+        "effective namespace is written"
+    );
 }
 
 #[test]
 fn render_out_writes_one_file_per_object() {
     let r = Repo::basic();
     let out = tempfile::tempdir().unwrap();
-    let o = flotilla(&["render", "--repo", r.path().to_str().unwrap(), "--out", out.path().to_str().unwrap()]);
+    let o = flotilla(&[
+        "render",
+        "--repo",
+        r.path().to_str().unwrap(),
+        "--out",
+        out.path().to_str().unwrap(),
+    ]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let f = out.path().join("member2/0000-configmap-default-app.yaml");
     assert!(std::fs::read_to_string(f).unwrap().contains("greeting: hello"));
@@ -357,12 +433,20 @@ fn diff_between_commits_and_worktree() {
     let o = flotilla(&["diff", "--repo", p]);
     assert_eq!(code(&o), 1);
     let text = String::from_utf8_lossy(&o.stdout);
-    assert!(text.contains("-  greeting: hello") && text.contains("+  greeting: bonjour"), "{text}");
+    assert!(
+        text.contains("-  greeting: hello") && text.contains("+  greeting: bonjour"),
+        "{text}"
+    );
     assert!(text.contains("member1: +1 created ~1 changed -0 deleted"), "{text}");
     assert!(!text.contains("c2VjcmV0"), "secret values are never printed: {text}");
-    assert!(text.contains("password: '<redacted: new value>'") || text.contains("password: <redacted: new value>"), "{text}");
+    assert!(
+        text.contains("password: '<redacted: new value>'") || text.contains("password: <redacted: new value>"),
+        "{text}"
+    );
     r.commit("second");
-    let o = flotilla(&["diff", "--repo", p, "--from", "HEAD~1", "--to", "HEAD", "--format", "json"]);
+    let o = flotilla(&[
+        "diff", "--repo", p, "--from", "HEAD~1", "--to", "HEAD", "--format", "json",
+    ]);
     assert_eq!(code(&o), 1);
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["clusters"][0]["changed"], 1);
@@ -371,7 +455,16 @@ fn diff_between_commits_and_worktree() {
 #[test]
 fn explain_names_policy_clusters_and_overrides() {
     let r = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples-repo");
-    let o = flotilla(&["explain", "Deployment/nginx", "-n", "web", "--repo", r.to_str().unwrap(), "--format", "json"]);
+    let o = flotilla(&[
+        "explain",
+        "Deployment/nginx",
+        "-n",
+        "web",
+        "--repo",
+        r.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(v["policies"].as_array().unwrap().iter().any(|p| p["chosen"] == true));

@@ -72,9 +72,21 @@ fn check_placement(repo: &Repo<'_>, p: &PropagationPolicy, pl: &Placement, diags
         let field = sc.spread_by_field.as_deref().unwrap_or("");
         let label = sc.spread_by_label.as_deref().unwrap_or("");
         if !field.is_empty() && !label.is_empty() {
-            err(&ptr, "spreadByField and spreadByLabel are mutually exclusive".into(), diags);
+            err(
+                &ptr,
+                "spreadByField and spreadByLabel are mutually exclusive".into(),
+                diags,
+            );
         }
-        let key = if label.is_empty() { if field.is_empty() { "cluster" } else { field } } else { label };
+        let key = if label.is_empty() {
+            if field.is_empty() {
+                "cluster"
+            } else {
+                field
+            }
+        } else {
+            label
+        };
         if fields.contains(&key) {
             err(&ptr, format!("spread constraint on `{key}` appears twice"), diags);
         }
@@ -99,7 +111,13 @@ fn check_placement(repo: &Repo<'_>, p: &PropagationPolicy, pl: &Placement, diags
         }
     }
     if let Some(a) = &pl.cluster_affinity {
-        ok &= selector_check(repo, p, a.label_selector.as_ref(), "/spec/placement/clusterAffinity/labelSelector", diags);
+        ok &= selector_check(
+            repo,
+            p,
+            a.label_selector.as_ref(),
+            "/spec/placement/clusterAffinity/labelSelector",
+            diags,
+        );
     }
     for (i, t) in pl.cluster_affinities.iter().flatten().enumerate() {
         let ptr = format!("/spec/placement/clusterAffinities/{i}/labelSelector");
@@ -147,7 +165,8 @@ fn check_override(repo: &Repo<'_>, p: &OverridePolicy, namespaced: bool, diags: 
         namespaced,
         diags,
     );
-    let legacy = p.spec.target_cluster.is_some() || p.spec.overriders.as_ref().is_some_and(|o| *o != Default::default());
+    let legacy =
+        p.spec.target_cluster.is_some() || p.spec.overriders.as_ref().is_some_and(|o| *o != Default::default());
     if !p.spec.override_rules.is_empty() && legacy {
         let pos = repo.locate(&p.origin, "/spec/overrideRules");
         diags.push(Diagnostic::error(

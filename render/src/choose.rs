@@ -55,7 +55,12 @@ impl<'r> Chooser<'r> {
         let view = t.view();
         let mut out = Vec::new();
         if t.namespaced {
-            for &i in self.by_namespace.get(t.namespace.as_str()).map(Vec::as_slice).unwrap_or(&[]) {
+            for &i in self
+                .by_namespace
+                .get(t.namespace.as_str())
+                .map(Vec::as_slice)
+                .unwrap_or(&[])
+            {
                 if self.invalid_pp[i] {
                     continue;
                 }
@@ -65,15 +70,7 @@ impl<'r> Chooser<'r> {
                     .spec
                     .resource_selectors
                     .iter()
-                    .map(|s| {
-                        if s.namespace.is_empty() {
-                            let mut s = s.clone();
-                            s.namespace = p.namespace.clone();
-                            crate::selector::score(&s, &view)
-                        } else {
-                            crate::selector::score(s, &view)
-                        }
-                    })
+                    .map(|s| crate::selector::score_in(s, &p.namespace, &view))
                     .max()
                     .unwrap_or(Score::MisMatch);
                 if score > Score::MisMatch {
@@ -101,9 +98,12 @@ impl<'r> Chooser<'r> {
             }
         }
         out.sort_by(|a, b| {
-            (b.priority, b.score)
-                .cmp(&(a.priority, a.score))
-                .then_with(|| self.policy(a.policy).name.as_bytes().cmp(self.policy(b.policy).name.as_bytes()))
+            (b.priority, b.score).cmp(&(a.priority, a.score)).then_with(|| {
+                self.policy(a.policy)
+                    .name
+                    .as_bytes()
+                    .cmp(self.policy(b.policy).name.as_bytes())
+            })
         });
         out
     }

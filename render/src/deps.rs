@@ -17,7 +17,10 @@ fn pod_spec<'a>(kind: &str, v: &'a Value) -> Option<&'a Value> {
 }
 
 fn name_at(v: &Value, ptr: &str) -> Option<String> {
-    v.pointer(ptr).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string)
+    v.pointer(ptr)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
 }
 
 fn containers(spec: &Value) -> impl Iterator<Item = &Value> {
@@ -79,7 +82,12 @@ pub fn dependencies(kind: &str, v: &Value) -> BTreeSet<Dep> {
                 out.insert(("PersistentVolumeClaim", n));
             }
         }
-        for src in vol.pointer("/projected/sources").and_then(Value::as_array).into_iter().flatten() {
+        for src in vol
+            .pointer("/projected/sources")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             if let Some(n) = name_at(src, "/configMap/name") {
                 out.insert(("ConfigMap", n));
             }
@@ -88,7 +96,12 @@ pub fn dependencies(kind: &str, v: &Value) -> BTreeSet<Dep> {
             }
         }
     }
-    for s in spec.get("imagePullSecrets").and_then(Value::as_array).into_iter().flatten() {
+    for s in spec
+        .get("imagePullSecrets")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         if let Some(n) = name_at(s, "/name") {
             out.insert(("Secret", n));
         }
@@ -124,8 +137,16 @@ mod tests {
         assert_eq!(
             names,
             [
-                "ConfigMap/cm1", "ConfigMap/cm2", "ConfigMap/cm3", "ConfigMap/cm4",
-                "PersistentVolumeClaim/data", "Secret/pull", "Secret/s1", "Secret/s2", "Secret/s3", "Secret/s4",
+                "ConfigMap/cm1",
+                "ConfigMap/cm2",
+                "ConfigMap/cm3",
+                "ConfigMap/cm4",
+                "PersistentVolumeClaim/data",
+                "Secret/pull",
+                "Secret/s1",
+                "Secret/s2",
+                "Secret/s3",
+                "Secret/s4",
                 "ServiceAccount/app"
             ]
         );

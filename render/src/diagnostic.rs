@@ -86,7 +86,8 @@ pub mod code {
     pub const SKIPPED_NAMESPACE: &str = "W013";
     /// A spread constraint without `maxGroups`: flotilla reads it as "all groups"; Karmada would select nothing.
     pub const MAX_GROUPS_OMITTED: &str = "W020";
-    /// An override that changed nothing because Karmada's rules make it a no-op (e.g. an invalid tag value).
+    /// An override that is a no-op by Karmada's rules (e.g. an invalid image tag value) or whose result is
+    /// suspicious though valid (e.g. a registry value that reads back as part of the repository).
     pub const OVERRIDE_NOOP: &str = "W050";
     /// A Karmada field that flotilla accepts but does not act on (runtime-only behaviour).
     pub const IGNORED_FIELD: &str = "I001";
@@ -117,7 +118,13 @@ fn is_zero(v: &u32) -> bool {
 }
 
 impl Diagnostic {
-    pub fn new(severity: Severity, code: &'static str, file: &str, pos: crate::Pos, message: impl Into<String>) -> Self {
+    pub fn new(
+        severity: Severity,
+        code: &'static str,
+        file: &str,
+        pos: crate::Pos,
+        message: impl Into<String>,
+    ) -> Self {
         Diagnostic {
             severity,
             code,

@@ -99,8 +99,8 @@ pub fn explain(snapshot: &Snapshot, kind: &str, name: &str, namespace: Option<&s
     let t = &repo.templates[ti];
     let oref = t.object_ref();
     let opts = RenderOptions {
-        clusters: Vec::new(),
         trace: vec![oref.clone()],
+        ..RenderOptions::default()
     };
     let (out, traces) = pipeline::run(&repo, &opts);
     let trace = traces
@@ -168,7 +168,9 @@ pub fn explain(snapshot: &Snapshot, kind: &str, name: &str, namespace: Option<&s
         at: t.origin.at(),
         policies,
         strategy: decision.map(|d| d.strategy.describe().to_string()),
-        affinity_term: decision.and_then(|d| d.term.as_ref()).map(|(i, n)| format!("clusterAffinities[{i}] ({n})")),
+        affinity_term: decision
+            .and_then(|d| d.term.as_ref())
+            .map(|(i, n)| format!("clusterAffinities[{i}] ({n})")),
         fallbacks: decision.map(|d| d.fallbacks.clone()).unwrap_or_default(),
         required_by: trace
             .placed
@@ -193,7 +195,10 @@ impl Explanation {
         let _ = writeln!(s, "{} ({})", self.object, self.at);
         let _ = writeln!(s, "\npropagation policy:");
         if self.policies.is_empty() {
-            let _ = writeln!(s, "  none matches: the template is not propagated by a policy of its own");
+            let _ = writeln!(
+                s,
+                "  none matches: the template is not propagated by a policy of its own"
+            );
         }
         for p in &self.policies {
             let _ = writeln!(

@@ -85,7 +85,7 @@ impl std::fmt::Display for AffinityMiss {
 
 /// `ClusterMatches`: exclude first, then labelSelector, fieldSelector, clusterNames, all ANDed.
 pub fn affinity_matches(a: &ClusterAffinity, c: &Cluster) -> Result<(), AffinityMiss> {
-    if a.exclude.iter().any(|n| *n == c.name) {
+    if a.exclude.contains(&c.name) {
         return Err(AffinityMiss::Excluded);
     }
     if let Some(ls) = &a.label_selector {
@@ -122,7 +122,7 @@ pub fn affinity_matches(a: &ClusterAffinity, c: &Cluster) -> Result<(), Affinity
             }
         }
     }
-    if !a.cluster_names.is_empty() && !a.cluster_names.iter().any(|n| *n == c.name) {
+    if !a.cluster_names.is_empty() && !a.cluster_names.contains(&c.name) {
         return Err(AffinityMiss::NotInClusterNames);
     }
     Ok(())
@@ -191,7 +191,10 @@ mod tests {
             exclude: vec!["a".into()],
             ..Default::default()
         };
-        assert_eq!(affinity_matches(&a, &cluster("a", "", &[])), Err(AffinityMiss::Excluded));
+        assert_eq!(
+            affinity_matches(&a, &cluster("a", "", &[])),
+            Err(AffinityMiss::Excluded)
+        );
     }
 
     #[test]

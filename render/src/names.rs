@@ -22,7 +22,9 @@ pub fn dns1123_label(s: &str) -> Result<(), String> {
 pub fn dns1035_label(s: &str) -> Result<(), String> {
     dns1123_label(s)?;
     if !s.as_bytes()[0].is_ascii_lowercase() {
-        return Err(format!("`{s}` is not a valid DNS-1035 label (must start with a lowercase letter)"));
+        return Err(format!(
+            "`{s}` is not a valid DNS-1035 label (must start with a lowercase letter)"
+        ));
     }
     Ok(())
 }

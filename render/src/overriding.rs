@@ -5,9 +5,10 @@ use crate::diagnostic::{code, Diagnostic};
 use crate::inventory::affinity_matches;
 use crate::model::{ResourceSelector, RuleWithCluster};
 use crate::repo::{OverridePolicy, Repo, Template};
-use crate::selector::{score, Score};
+use crate::selector::{score_in, Score};
 use overrides::{apply_overriders, OverriderKind};
 use serde_json::Value;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// A policy in one of the two lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,8 +39,9 @@ pub struct OverrideIndex<'r> {
     repo: &'r Repo<'r>,
     cops: Vec<Option<Prepared>>,
     ops: Vec<Option<Prepared>>,
-    used_cop: Vec<bool>,
-    used_op: Vec<bool>,
+    /// Whether a policy's rule ever targeted a rendered template (for W012); set from several threads.
+    used_cop: Vec<AtomicBool>,
+    used_op: Vec<AtomicBool>,
 }
 
 fn prepare(repo: &Repo<'_>, p: &OverridePolicy, rejected: bool) -> Option<Prepared> {
@@ -52,7 +54,11 @@ fn prepare(repo: &Repo<'_>, p: &OverridePolicy, rejected: bool) -> Option<Prepar
         .map(|(r, _)| {
             repo.clusters
                 .iter()
-                .map(|c| r.target_cluster.as_ref().is_none_or(|tc| affinity_matches(tc, c).is_ok()))
+                .map(|c| {
+                    r.target_cluster
+                        .as_ref()
+                        .is_none_or(|tc| affinity_matches(tc, c).is_ok())
+                })
                 .collect()
         })
         .collect();
@@ -89,8 +95,8 @@ impl<'r> OverrideIndex<'r> {
             repo,
             cops,
             ops,
-            used_cop: vec![false; repo.cluster_overrides.len()],
-            used_op: vec![false; repo.overrides.len()],
+            used_cop: repo.cluster_overrides.iter().map(|_| AtomicBool::new(false)).collect(),
+            used_op: repo.overrides.iter().map(|_| AtomicBool::new(false)).collect(),
         }
     }
 
@@ -117,15 +123,7 @@ impl<'r> OverrideIndex<'r> {
                 None | Some([]) => Score::MatchAll,
                 Some(list) => list
                     .iter()
-                    .map(|s| {
-                        if s.namespace.is_empty() && !default_ns.is_empty() {
-                            let mut s = s.clone();
-                            s.namespace = default_ns.to_string();
-                            score(&s, &view)
-                        } else {
-                            score(s, &view)
-                        }
-                    })
+                    .map(|s| score_in(s, default_ns, &view))
                     .max()
                     .unwrap_or(Score::MisMatch),
             }
@@ -152,16 +150,25 @@ impl<'r> OverrideIndex<'r> {
                 }
             }
         }
-        let key = |a: &(Score, &str, OpRef), b: &(Score, &str, OpRef)| (a.0, a.1.as_bytes()).cmp(&(b.0, b.1.as_bytes()));
+        let key =
+            |a: &(Score, &str, OpRef), b: &(Score, &str, OpRef)| (a.0, a.1.as_bytes()).cmp(&(b.0, b.1.as_bytes()));
         cops.sort_by(key);
         ops.sort_by(key);
         cops.into_iter().chain(ops).map(|(_, _, r)| r).collect()
     }
 
+    /// Whether any rule of these policies targets `cluster` (if none does, the object is unchanged).
+    pub fn targets_any(&self, policies: &[OpRef], cluster: usize) -> bool {
+        policies
+            .iter()
+            .filter_map(|&r| self.prepared(r))
+            .any(|p| p.targets.iter().any(|t| t[cluster]))
+    }
+
     /// Applies the policies' rules that target `cluster` to `obj`. Returns warning diagnostics,
     /// or the error diagnostic (file/line of the failing overrider entry) when one fails.
     pub fn apply(
-        &mut self,
+        &self,
         policies: &[OpRef],
         cluster: usize,
         obj: &mut Value,
@@ -179,7 +186,8 @@ impl<'r> OverrideIndex<'r> {
                 }
                 touched = true;
                 let entry_at = |kind: OverriderKind, index: usize| -> crate::Pos {
-                    self.repo.locate(&policy.origin, &format!("{ptr}/{}/{index}", kind_field(kind)))
+                    self.repo
+                        .locate(&policy.origin, &format!("{ptr}/{}/{index}", kind_field(kind)))
                 };
                 match apply_overriders(obj, &rule.overriders) {
                     Ok(report) => {
@@ -232,8 +240,8 @@ impl<'r> OverrideIndex<'r> {
             }
             if touched {
                 match r {
-                    OpRef::Cluster(i) => self.used_cop[i] = true,
-                    OpRef::Namespaced(i) => self.used_op[i] = true,
+                    OpRef::Cluster(i) => self.used_cop[i].store(true, Ordering::Relaxed),
+                    OpRef::Namespaced(i) => self.used_op[i].store(true, Ordering::Relaxed),
                 }
             }
             if let Some(f) = failure {
@@ -252,7 +260,7 @@ impl<'r> OverrideIndex<'r> {
         ];
         for (list, used, prepared) in lists {
             for ((p, u), prep) in list.iter().zip(used.iter()).zip(prepared.iter()) {
-                if !u && prep.is_some() {
+                if !u.load(Ordering::Relaxed) && prep.is_some() {
                     out.push(Diagnostic::warning(
                         code::OVERRIDE_MATCHES_NOTHING,
                         &p.origin.file,

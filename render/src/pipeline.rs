@@ -10,6 +10,7 @@ use crate::repo::{Repo, Template};
 use crate::ObjectRef;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 /// Where one template goes and why.
 #[derive(Debug, Clone)]
@@ -27,8 +28,9 @@ pub struct Placed {
 /// The outcome of rendering.
 #[derive(Debug, Clone)]
 pub struct Output {
-    /// Every inventory cluster (or the requested ones), by name, objects in apply order.
-    pub clusters: BTreeMap<String, Vec<Value>>,
+    /// Every inventory cluster (or the requested ones), by name, objects in apply order. Objects a
+    /// cluster gets unchanged are shared with the template (and with other clusters).
+    pub clusters: BTreeMap<String, Vec<Arc<Value>>>,
     pub diagnostics: Vec<Diagnostic>,
 }
 
@@ -48,13 +50,17 @@ pub struct RenderOptions {
     pub clusters: Vec<String>,
     /// Trace these templates (for explain).
     pub trace: Vec<ObjectRef>,
+    /// Check everything but keep no objects (`validate`): saves the memory of the output.
+    pub discard_objects: bool,
 }
 
 /// The replica facts Karmada's interpreter derives from a template.
 pub fn workload_of(t: &Template) -> Workload {
     let v = &t.value;
     let replicas = match (t.group.as_str(), t.kind.as_str()) {
-        ("apps", "Deployment" | "ReplicaSet" | "StatefulSet") => v.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0),
+        ("apps", "Deployment" | "ReplicaSet" | "StatefulSet") => {
+            v.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0)
+        }
         ("batch", "Job") => {
             let p = v.pointer("/spec/parallelism").and_then(Value::as_i64).unwrap_or(0);
             match v.pointer("/spec/completions").and_then(Value::as_i64) {
@@ -65,7 +71,9 @@ pub fn workload_of(t: &Template) -> Workload {
         ("", "Pod") => 1,
         _ => 0,
     };
-    Workload { replicas: replicas.max(0) }
+    Workload {
+        replicas: replicas.max(0),
+    }
 }
 
 fn write_replicas(t: &Template, obj: &mut Value, n: i64, parallelism_weights: Option<(i64, i64)>) {
@@ -176,8 +184,12 @@ pub fn run(repo: &Repo<'_>, opts: &RenderOptions) -> (Output, Vec<Trace>) {
     }
 
     // 2. propagateDeps: dependents go to the union of their parents' clusters (and their own).
-    let by_ref: HashMap<ObjectRef, usize> =
-        repo.templates.iter().enumerate().map(|(i, t)| (t.object_ref(), i)).collect();
+    let by_ref: HashMap<ObjectRef, usize> = repo
+        .templates
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.object_ref(), i))
+        .collect();
     let mut extra: Vec<(usize, usize, Vec<usize>)> = Vec::new(); // (dependent, parent, clusters)
     for (i, t) in repo.templates.iter().enumerate() {
         let Some(pref) = placed[i].policy else { continue };
@@ -218,7 +230,10 @@ pub fn run(repo: &Repo<'_>, opts: &RenderOptions) -> (Output, Vec<Trace>) {
                     code::UNSELECTED_TEMPLATE,
                     &t.origin.file,
                     t.origin.pos,
-                    format!("{} is selected by no propagation policy: it is not propagated", t.object_ref()),
+                    format!(
+                        "{} is selected by no propagation policy: it is not propagated",
+                        t.object_ref()
+                    ),
                 )
                 .with_object(t.object_ref().to_string()),
             );
@@ -228,10 +243,9 @@ pub fn run(repo: &Repo<'_>, opts: &RenderOptions) -> (Output, Vec<Trace>) {
     // selects anything at all is asked separately.
     for (i, p) in repo.cluster_propagation.iter().enumerate() {
         if !cpp_used[i] && !rejected.cluster_propagation[i] {
-            cpp_used[i] = repo
-                .templates
-                .iter()
-                .any(|t| crate::selector::best_score(&p.spec.resource_selectors, &t.view()) > crate::selector::Score::MisMatch);
+            cpp_used[i] = repo.templates.iter().any(|t| {
+                crate::selector::best_score(&p.spec.resource_selectors, &t.view()) > crate::selector::Score::MisMatch
+            });
         }
     }
     let lists = [
@@ -251,75 +265,58 @@ pub fn run(repo: &Repo<'_>, opts: &RenderOptions) -> (Output, Vec<Trace>) {
         }
     }
 
-    // 4. Per (template, cluster): replicas, overrides.
-    let mut index = OverrideIndex::new(repo, &rejected);
+    // 4. Per (template, cluster): replicas, overrides. Templates are independent: split them over the
+    //    available cores; partial results are merged and sorted, so the output does not depend on it.
+    let index = OverrideIndex::new(repo, &rejected);
     let wanted: Vec<bool> = clusters
         .iter()
-        .map(|c| opts.clusters.is_empty() || opts.clusters.iter().any(|n| *n == c.name))
+        .map(|c| opts.clusters.is_empty() || opts.clusters.contains(&c.name))
         .collect();
-    let mut per_cluster: Vec<Vec<(u8, usize, Value)>> = vec![Vec::new(); clusters.len()];
+    let ctx = Ctx {
+        repo,
+        placed: &placed,
+        index: &index,
+        wanted: &wanted,
+        opts,
+    };
+    let n = repo.templates.len();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    let parts: Vec<Partial> = if n < 512 || threads < 2 {
+        vec![ctx.render_range(0..n)]
+    } else {
+        let chunk = n.div_ceil(threads);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|k| {
+                    let ctx = &ctx;
+                    s.spawn(move || ctx.render_range(k * chunk..((k + 1) * chunk).min(n)))
+                })
+                .collect();
+            handles.into_iter().filter_map(|h| h.join().ok()).collect()
+        })
+    };
+    if parts.is_empty() && n > 0 {
+        diags.push(Diagnostic::error(
+            code::SYNTAX,
+            "",
+            crate::Pos::default(),
+            "internal error: a render thread panicked",
+        ));
+    }
+    let mut per_cluster: Vec<Vec<(u8, usize, Arc<Value>)>> = vec![Vec::new(); clusters.len()];
     let mut traces = Vec::new();
-    for (i, t) in repo.templates.iter().enumerate() {
-        let p = &placed[i];
-        if p.targets.is_empty() {
-            if opts.trace.contains(&t.object_ref()) {
-                traces.push(Trace {
-                    template: i,
-                    placed: p.clone(),
-                    overrides: Vec::new(),
-                });
-            }
-            continue;
+    let (mut shared, mut modified) = (0usize, 0usize);
+    for part in parts {
+        for (c, objs) in part.per_cluster.into_iter().enumerate() {
+            per_cluster[c].extend(objs);
         }
-        let tracing = opts.trace.contains(&t.object_ref());
-        let policies = index.policies_for(t);
-        // A Divided Job's completions are split by the assigned parallelism.
-        let completions = job_completions(t, &p.targets, clusters);
-        let mut trace = Trace {
-            template: i,
-            placed: p.clone(),
-            overrides: Vec::new(),
-        };
-        for (k, (c, replicas)) in p.targets.iter().enumerate() {
-            // Dry-run overrides for every targeted cluster even when it is filtered out of the
-            // output: `validate` must see every broken patch.
-            let mut obj = t.value.clone();
-            if let Some(n) = replicas {
-                write_replicas(t, &mut obj, *n, completions.as_ref().map(|cs| (*n, cs[k])));
-            }
-            let mut steps = Vec::new();
-            match index.apply(&policies, *c, &mut obj, tracing.then_some(&mut steps)) {
-                Ok(warnings) => {
-                    for w in warnings {
-                        diags.push(w.with_cluster(&clusters[*c].name).with_object(t.object_ref().to_string()));
-                    }
-                    if tracing {
-                        trace.overrides.push((*c, steps, None));
-                    }
-                    if wanted[*c] {
-                        per_cluster[*c].push((apply_rank(&t.group, &t.kind), i, obj));
-                    }
-                }
-                Err(d) => {
-                    if tracing {
-                        trace.overrides.push((*c, steps, Some(d.message.clone())));
-                    }
-                    let msg = format!(
-                        "{} ({}) is not rendered for cluster {}: {}",
-                        t.object_ref(),
-                        t.origin.at(),
-                        clusters[*c].name,
-                        d.message
-                    );
-                    diags.push(Diagnostic { message: msg, ..d }.with_cluster(&clusters[*c].name).with_object(t.object_ref().to_string()));
-                }
-            }
-        }
-        if tracing {
-            traces.push(trace);
-        }
+        diags.extend(part.diags);
+        traces.extend(part.traces);
+        shared += part.shared;
+        modified += part.modified;
     }
     diags.extend(index.unused_warnings());
+    tracing::debug!(shared, modified, "placements rendered");
 
     // 5. Apply order.
     let mut out = BTreeMap::new();
@@ -329,7 +326,13 @@ pub fn run(repo: &Repo<'_>, opts: &RenderOptions) -> (Output, Vec<Trace>) {
         }
         objs.sort_by(|a, b| {
             let (ta, tb) = (&repo.templates[a.1], &repo.templates[b.1]);
-            (a.0, &ta.group, &ta.kind, &ta.namespace, &ta.name).cmp(&(b.0, &tb.group, &tb.kind, &tb.namespace, &tb.name))
+            (a.0, &ta.group, &ta.kind, &ta.namespace, &ta.name).cmp(&(
+                b.0,
+                &tb.group,
+                &tb.kind,
+                &tb.namespace,
+                &tb.name,
+            ))
         });
         out.insert(clusters[ci].name.clone(), objs.into_iter().map(|(_, _, v)| v).collect());
     }
@@ -361,4 +364,111 @@ fn job_completions(
         .map(|(c, r)| (clusters[*c].name.as_str(), r.unwrap_or(0)))
         .collect();
     Some(webster(&entries, total))
+}
+
+/// What one thread of step 4 produces.
+struct Partial {
+    per_cluster: Vec<Vec<(u8, usize, Arc<Value>)>>,
+    diags: Vec<Diagnostic>,
+    traces: Vec<Trace>,
+    shared: usize,
+    modified: usize,
+}
+
+/// Shared, read-only inputs of step 4.
+struct Ctx<'a, 'r> {
+    repo: &'a Repo<'r>,
+    placed: &'a [Placed],
+    index: &'a OverrideIndex<'a>,
+    wanted: &'a [bool],
+    opts: &'a RenderOptions,
+}
+
+impl Ctx<'_, '_> {
+    fn render_range(&self, range: std::ops::Range<usize>) -> Partial {
+        let clusters = &self.repo.clusters;
+        let mut out = Partial {
+            per_cluster: vec![Vec::new(); clusters.len()],
+            diags: Vec::new(),
+            traces: Vec::new(),
+            shared: 0,
+            modified: 0,
+        };
+        for i in range {
+            let t = &self.repo.templates[i];
+            let p = &self.placed[i];
+            let tracing = !self.opts.trace.is_empty() && self.opts.trace.contains(&t.object_ref());
+            let mut trace = Trace {
+                template: i,
+                placed: p.clone(),
+                overrides: Vec::new(),
+            };
+            if p.targets.is_empty() {
+                if tracing {
+                    out.traces.push(trace);
+                }
+                continue;
+            }
+            let policies = self.index.policies_for(t);
+            // A Divided Job's completions are split by the assigned parallelism.
+            let completions = job_completions(t, &p.targets, clusters);
+            let rank = apply_rank(&t.group, &t.kind);
+            for (k, (c, replicas)) in p.targets.iter().enumerate() {
+                let keep = self.wanted[*c] && !self.opts.discard_objects;
+                if replicas.is_none() && !tracing && !self.index.targets_any(&policies, *c) {
+                    // Unchanged on this cluster: share the template.
+                    out.shared += 1;
+                    if keep {
+                        out.per_cluster[*c].push((rank, i, Arc::clone(&t.value)));
+                    }
+                    continue;
+                }
+                // Dry-run overrides for every targeted cluster even when it is filtered out of the
+                // output: `validate` must see every broken patch.
+                out.modified += 1;
+                let mut obj = Value::clone(&t.value);
+                if let Some(n) = replicas {
+                    write_replicas(t, &mut obj, *n, completions.as_ref().map(|cs| (*n, cs[k])));
+                }
+                let mut steps = Vec::new();
+                match self.index.apply(&policies, *c, &mut obj, tracing.then_some(&mut steps)) {
+                    Ok(warnings) => {
+                        for w in warnings {
+                            out.diags.push(
+                                w.with_cluster(&clusters[*c].name)
+                                    .with_object(t.object_ref().to_string()),
+                            );
+                        }
+                        if tracing {
+                            trace.overrides.push((*c, steps, None));
+                        }
+                        if keep {
+                            out.per_cluster[*c].push((rank, i, Arc::new(obj)));
+                        }
+                    }
+                    Err(d) => {
+                        if tracing {
+                            trace.overrides.push((*c, steps, Some(d.message.clone())));
+                        }
+                        let msg = format!(
+                            "{} ({}) is not rendered for cluster {}: {}",
+                            t.object_ref(),
+                            t.origin.at(),
+                            clusters[*c].name,
+                            d.message
+                        );
+                        out.diags.push(
+                            Diagnostic { message: msg, ..d }
+                                .with_cluster(&clusters[*c].name)
+                                .with_object(t.object_ref().to_string()),
+                        );
+                    }
+                }
+            }
+            if tracing {
+                out.traces.push(trace);
+            }
+        }
+        out
+    }
 }

@@ -43,8 +43,9 @@ pub struct Template {
     pub name: String,
     pub labels: Labels,
     pub namespaced: bool,
-    /// The object, with its effective `metadata.namespace` written in.
-    pub value: Value,
+    /// The object, with its effective `metadata.namespace` written in. Shared: clusters that get the
+    /// template unchanged share this value instead of a copy.
+    pub value: std::sync::Arc<Value>,
 }
 
 impl Template {
@@ -127,7 +128,10 @@ impl<'s> Repo<'s> {
             let text = std::str::from_utf8(&file.bytes).ok()?;
             yaml::locate(text, origin.file.ends_with(".json"), origin.doc)
         });
-        entry.as_ref().and_then(|ix| yaml::lookup(ix, &full)).unwrap_or(origin.pos)
+        entry
+            .as_ref()
+            .and_then(|ix| yaml::lookup(ix, &full))
+            .unwrap_or(origin.pos)
     }
 
     pub fn cluster(&self, name: &str) -> Option<&Cluster> {
@@ -252,9 +256,17 @@ fn flatten(raw: Vec<RawDoc>, diags: &mut Vec<Diagnostic>) -> Vec<RawDoc> {
     out
 }
 
-/// Basic fields every object must have. Returns (apiVersion, kind, name, namespace, labels) or the
-/// problem with its pointer.
-fn basics(v: &Value) -> Result<(String, String, String, String, Labels), (String, String)> {
+/// The fields every object must have.
+struct Basics {
+    api_version: String,
+    kind: String,
+    name: String,
+    namespace: String,
+    labels: Labels,
+}
+
+/// Reads the basic fields, or returns the problem with its pointer.
+fn basics(v: &Value) -> Result<Basics, (String, String)> {
     let Value::Object(m) = v else {
         return Err((String::new(), "document is not a mapping (a Kubernetes object)".into()));
     };
@@ -309,7 +321,13 @@ fn basics(v: &Value) -> Result<(String, String, String, String, Labels), (String
         None | Some(Value::Null) => {}
         Some(_) => return Err(("/metadata/labels".into(), "`metadata.labels` must be a mapping".into())),
     }
-    Ok((api_version, kind, name, namespace, labels))
+    Ok(Basics {
+        api_version,
+        kind,
+        name,
+        namespace,
+        labels,
+    })
 }
 
 /// Groups whose kinds are flotilla's own input and never go to member clusters.
@@ -337,8 +355,17 @@ impl Loader<'_, '_> {
         for f in schema::check(kind, &d.value) {
             invalid = true;
             let pos = self.repo.locate(&d.origin, &f.pointer);
-            let c = if f.unknown_field { code::UNKNOWN_FIELD } else { code::SCHEMA };
-            self.diag(Diagnostic::error(c, &d.origin.file, pos, format!("{label}: {}", f.message)));
+            let c = if f.unknown_field {
+                code::UNKNOWN_FIELD
+            } else {
+                code::SCHEMA
+            };
+            self.diag(Diagnostic::error(
+                c,
+                &d.origin.file,
+                pos,
+                format!("{label}: {}", f.message),
+            ));
         }
         match d.value.get("spec") {
             None | Some(Value::Null) => Some((S::default(), invalid)),
@@ -385,7 +412,11 @@ impl Loader<'_, '_> {
 
 /// Loads and classifies a snapshot. Never fails: problems are diagnostics on the result.
 pub fn load(snapshot: &Snapshot) -> Repo<'_> {
-    let config_bytes = snapshot.files.iter().find(|f| f.path == CONFIG_FILE).map(|f| f.bytes.as_slice());
+    let config_bytes = snapshot
+        .files
+        .iter()
+        .find(|f| f.path == CONFIG_FILE)
+        .map(|f| f.bytes.as_slice());
     let (config, config_diags) = config_bytes.map(RepoConfig::parse).unwrap_or_default();
     let mut repo = Repo {
         snapshot,
@@ -410,7 +441,9 @@ pub fn load(snapshot: &Snapshot) -> Repo<'_> {
     for d in &docs {
         let v = &d.value;
         if v.get("kind").and_then(Value::as_str) == Some("CustomResourceDefinition")
-            && v.get("apiVersion").and_then(Value::as_str).is_some_and(|a| a.starts_with("apiextensions.k8s.io/"))
+            && v.get("apiVersion")
+                .and_then(Value::as_str)
+                .is_some_and(|a| a.starts_with("apiextensions.k8s.io/"))
         {
             let spec = &v["spec"];
             if let (Some(g), Some(k)) = (spec["group"].as_str(), spec["names"]["kind"].as_str()) {
@@ -427,7 +460,13 @@ pub fn load(snapshot: &Snapshot) -> Repo<'_> {
     let mut seen: HashMap<ObjectRef, Origin> = HashMap::new();
     let mut loader = Loader { repo: &mut repo };
     for d in docs {
-        let (api_version, kind, name, namespace, labels) = match basics(&d.value) {
+        let Basics {
+            api_version,
+            kind,
+            name,
+            namespace,
+            labels,
+        } = match basics(&d.value) {
             Ok(b) => b,
             Err((ptr, msg)) => {
                 let pos = loader.repo.locate(&d.origin, &ptr);
@@ -506,7 +545,7 @@ pub fn load(snapshot: &Snapshot) -> Repo<'_> {
             name,
             labels,
             namespaced,
-            value,
+            value: std::sync::Arc::new(value),
         });
     }
     repo.clusters.sort_by(|a, b| a.name.cmp(&b.name));

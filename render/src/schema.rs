@@ -27,14 +27,38 @@ const COMMON_FILE: &str = "common.schema.json";
 /// Every embedded schema document, by file name.
 const SOURCES: [(&str, &str); 9] = [
     (COMMON_FILE, include_str!("../../policy-schemas/common.schema.json")),
-    ("propagationpolicy.schema.json", include_str!("../../policy-schemas/propagationpolicy.schema.json")),
-    ("clusterpropagationpolicy.schema.json", include_str!("../../policy-schemas/clusterpropagationpolicy.schema.json")),
-    ("overridepolicy.schema.json", include_str!("../../policy-schemas/overridepolicy.schema.json")),
-    ("clusteroverridepolicy.schema.json", include_str!("../../policy-schemas/clusteroverridepolicy.schema.json")),
-    ("cluster.karmada.schema.json", include_str!("../../policy-schemas/cluster.karmada.schema.json")),
-    ("cluster.flotilla.schema.json", include_str!("../../policy-schemas/cluster.flotilla.schema.json")),
-    ("globaltrafficpolicy.schema.json", include_str!("../../policy-schemas/globaltrafficpolicy.schema.json")),
-    ("repoconfig.schema.json", include_str!("../../policy-schemas/repoconfig.schema.json")),
+    (
+        "propagationpolicy.schema.json",
+        include_str!("../../policy-schemas/propagationpolicy.schema.json"),
+    ),
+    (
+        "clusterpropagationpolicy.schema.json",
+        include_str!("../../policy-schemas/clusterpropagationpolicy.schema.json"),
+    ),
+    (
+        "overridepolicy.schema.json",
+        include_str!("../../policy-schemas/overridepolicy.schema.json"),
+    ),
+    (
+        "clusteroverridepolicy.schema.json",
+        include_str!("../../policy-schemas/clusteroverridepolicy.schema.json"),
+    ),
+    (
+        "cluster.karmada.schema.json",
+        include_str!("../../policy-schemas/cluster.karmada.schema.json"),
+    ),
+    (
+        "cluster.flotilla.schema.json",
+        include_str!("../../policy-schemas/cluster.flotilla.schema.json"),
+    ),
+    (
+        "globaltrafficpolicy.schema.json",
+        include_str!("../../policy-schemas/globaltrafficpolicy.schema.json"),
+    ),
+    (
+        "repoconfig.schema.json",
+        include_str!("../../policy-schemas/repoconfig.schema.json"),
+    ),
 ];
 
 /// A kind that has a schema in `policy-schemas/`.
@@ -115,7 +139,10 @@ pub fn check(kind: SchemaKind, doc: &Value) -> Vec<SchemaFinding> {
         (Err(e), _) | (_, Err(e)) => {
             return vec![SchemaFinding {
                 pointer: String::new(),
-                message: format!("internal error: the schema {} is broken ({e}); this is a bug in flotilla", kind.schema_file()),
+                message: format!(
+                    "internal error: the schema {} is broken ({e}); this is a bug in flotilla",
+                    kind.schema_file()
+                ),
                 unknown_field: false,
             }]
         }
@@ -159,6 +186,11 @@ fn compile(kind: SchemaKind) -> Result<Validator, String> {
     let docs = documents().as_ref().map_err(Clone::clone)?;
     let file = kind.schema_file();
     let schema = docs.get(file).ok_or_else(|| format!("{file} is not embedded"))?;
+    compile_schema(file, schema)
+}
+
+/// Compiles one schema document as if it were `policy-schemas/<file>`.
+fn compile_schema(file: &str, schema: &Value) -> Result<Validator, String> {
     jsonschema::options()
         .with_base_uri(format!("{BASE_URI}{file}"))
         .with_retriever(Embedded)
@@ -173,7 +205,10 @@ impl jsonschema::Retrieve for Embedded {
     fn retrieve(&self, uri: &jsonschema::Uri<String>) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
         let file = uri.as_str().strip_prefix(BASE_URI).unwrap_or_default();
         match documents() {
-            Ok(docs) => docs.get(file).cloned().ok_or_else(|| format!("no embedded schema at {uri}").into()),
+            Ok(docs) => docs
+                .get(file)
+                .cloned()
+                .ok_or_else(|| format!("no embedded schema at {uri}").into()),
             Err(e) => Err(e.clone().into()),
         }
     }
@@ -189,21 +224,35 @@ impl Ctx<'_> {
     fn translate(&self, error: &ValidationError<'_>, out: &mut Vec<SchemaFinding>) {
         let pointer = error.instance_path().as_str().to_string();
         let path = dotted_path(&pointer, self.doc);
-        let keyword = error.absolute_keyword_location().and_then(|uri| self.schema_at(uri.as_str()));
+        let keyword = error
+            .absolute_keyword_location()
+            .and_then(|uri| self.schema_at(uri.as_str()));
         // The schema object that holds the failing keyword, and the keyword's own value.
         let (holder, keyword_value) = match &keyword {
-            Some((doc, fragment)) => (parent_pointer(fragment).and_then(|p| doc.pointer(&p)), doc.pointer(fragment)),
+            Some((doc, fragment)) => (
+                parent_pointer(fragment).and_then(|p| doc.pointer(&p)),
+                doc.pointer(fragment),
+            ),
             None => (None, None),
         };
         let instance = error.instance();
-        let at = |what: String| SchemaFinding { pointer: pointer.clone(), message: prefixed(&path, &what), unknown_field: false };
+        let at = |what: String| SchemaFinding {
+            pointer: pointer.clone(),
+            message: prefixed(&path, &what),
+            unknown_field: false,
+        };
         let custom = |key: &str| holder.and_then(|h| h.get(key)).and_then(Value::as_str);
 
         match error.kind() {
-            ValidationErrorKind::AdditionalProperties { unexpected } | ValidationErrorKind::UnevaluatedProperties { unexpected } => {
+            ValidationErrorKind::AdditionalProperties { unexpected }
+            | ValidationErrorKind::UnevaluatedProperties { unexpected } => {
                 for key in unexpected {
                     let hint = holder.and_then(|h| self.suggest(h, key, keyword.as_ref().map(|k| k.0)));
-                    let place = if path.is_empty() { "at the top level".to_string() } else { format!("in {path}") };
+                    let place = if path.is_empty() {
+                        "at the top level".to_string()
+                    } else {
+                        format!("in {path}")
+                    };
                     let hint = hint.map(|h| format!("; did you mean `{h}`?")).unwrap_or_default();
                     out.push(SchemaFinding {
                         pointer: format!("{pointer}/{}", escape_token(key)),
@@ -255,8 +304,12 @@ impl Ctx<'_> {
             }
             ValidationErrorKind::Minimum { limit } => format!("must be at least {limit}, found {}", compact(instance)),
             ValidationErrorKind::Maximum { limit } => format!("must be at most {limit}, found {}", compact(instance)),
-            ValidationErrorKind::ExclusiveMinimum { limit } => format!("must be greater than {limit}, found {}", compact(instance)),
-            ValidationErrorKind::ExclusiveMaximum { limit } => format!("must be less than {limit}, found {}", compact(instance)),
+            ValidationErrorKind::ExclusiveMinimum { limit } => {
+                format!("must be greater than {limit}, found {}", compact(instance))
+            }
+            ValidationErrorKind::ExclusiveMaximum { limit } => {
+                format!("must be less than {limit}, found {}", compact(instance))
+            }
             ValidationErrorKind::MinItems { limit } => format!("must have at least {limit} item{}", plural(*limit)),
             ValidationErrorKind::MaxItems { limit } => format!("must have at most {limit} item{}", plural(*limit)),
             ValidationErrorKind::MinLength { limit: 1 } | ValidationErrorKind::MinProperties { limit: 1 } => {
@@ -276,7 +329,9 @@ impl Ctx<'_> {
             ValidationErrorKind::UniqueItems => "must not contain duplicate items".to_string(),
             ValidationErrorKind::FalseSchema => "is not allowed here".to_string(),
             ValidationErrorKind::Format { format } => format!("{} is not a valid {format}", compact(instance)),
-            ValidationErrorKind::Referencing(e) => format!("internal error: unresolved schema reference ({e}); this is a bug in flotilla"),
+            ValidationErrorKind::Referencing(e) => {
+                format!("internal error: unresolved schema reference ({e}); this is a bug in flotilla")
+            }
             _ => lowercase_first(&error.to_string()),
         };
         out.push(at(what));
@@ -294,9 +349,15 @@ impl Ctx<'_> {
     fn resolve<'s>(&'s self, file: &'s Value, schema: &'s Value) -> Option<(&'s Value, &'s Value)> {
         let mut current = (file, schema);
         for _ in 0..8 {
-            let Some(reference) = current.1.get("$ref").and_then(Value::as_str) else { return Some(current) };
+            let Some(reference) = current.1.get("$ref").and_then(Value::as_str) else {
+                return Some(current);
+            };
             let (target, fragment) = reference.split_once('#').unwrap_or((reference, ""));
-            let doc = if target.is_empty() { current.0 } else { self.docs.get(target)? };
+            let doc = if target.is_empty() {
+                current.0
+            } else {
+                self.docs.get(target)?
+            };
             current = (doc, doc.pointer(&percent_decode(fragment))?);
         }
         None
@@ -313,7 +374,9 @@ impl Ctx<'_> {
         let doc = doc?;
         let mut nested: Vec<(bool, &str)> = Vec::new();
         for (name, sub) in properties {
-            let Some((sub_doc, sub)) = self.resolve(doc, sub) else { continue };
+            let Some((sub_doc, sub)) = self.resolve(doc, sub) else {
+                continue;
+            };
             let (is_array, sub) = match sub.get("items") {
                 Some(items) => match self.resolve(sub_doc, items) {
                     Some((_, items)) => (true, items),
@@ -326,7 +389,13 @@ impl Ctx<'_> {
             }
         }
         nested.sort();
-        nested.first().map(|(is_array, name)| if *is_array { format!("{name}[].{key}") } else { format!("{name}.{key}") })
+        nested.first().map(|(is_array, name)| {
+            if *is_array {
+                format!("{name}[].{key}")
+            } else {
+                format!("{name}.{key}")
+            }
+        })
     }
 }
 
@@ -407,13 +476,17 @@ fn edit_distance(a: &[char], b: &[char]) -> usize {
     for (i, row) in rows.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        rows[0][j] = j;
+    if let Some(first) = rows.first_mut() {
+        for (j, cell) in first.iter_mut().enumerate() {
+            *cell = j;
+        }
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (rows[i - 1][j] + 1).min(rows[i][j - 1] + 1).min(rows[i - 1][j - 1] + cost);
+            let mut best = (rows[i - 1][j] + 1)
+                .min(rows[i][j - 1] + 1)
+                .min(rows[i - 1][j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
                 best = best.min(rows[i - 2][j - 2] + 1);
             }
@@ -436,7 +509,8 @@ fn dotted_path(pointer: &str, doc: &Value) -> String {
                 current = current.and_then(|v| v.get(index));
             }
             _ => {
-                let plain = !token.is_empty() && token.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                let plain =
+                    !token.is_empty() && token.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
                 if !plain {
                     out.push_str(&format!("[{}]", Value::String(token.clone())));
                 } else if out.is_empty() {
@@ -478,7 +552,10 @@ fn percent_decode(text: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok());
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
         match (bytes[i], hex) {
             (b'%', Some(byte)) => {
                 out.push(byte);
@@ -562,16 +639,38 @@ mod tests {
     #[test]
     fn every_embedded_schema_compiles() {
         for kind in SchemaKind::ALL {
-            assert!(validator(kind).is_ok(), "{kind:?}: {:?}", validator(kind).as_ref().err());
+            assert!(
+                validator(kind).is_ok(),
+                "{kind:?}: {:?}",
+                validator(kind).as_ref().err()
+            );
         }
     }
 
     #[test]
     fn every_embedded_schema_is_a_valid_draft_2020_12_schema() {
-        let docs = documents().as_ref().expect("documents parse");
+        let docs = match documents() {
+            Ok(docs) => docs,
+            Err(e) => panic!("schema documents do not parse: {e}"),
+        };
         for (file, doc) in docs {
-            assert!(jsonschema::meta::is_valid(doc), "{file} does not conform to its meta-schema");
+            assert!(
+                jsonschema::meta::is_valid(doc),
+                "{file} does not conform to its meta-schema"
+            );
             assert_eq!(doc["$schema"], "https://json-schema.org/draft/2020-12/schema", "{file}");
+        }
+    }
+
+    #[test]
+    fn a_broken_schema_is_an_error_not_a_panic() {
+        let missing_ref = serde_json::json!({"$ref": "nowhere.schema.json#/$defs/X"});
+        let bad_keyword = serde_json::json!({"type": 5});
+        for schema in [missing_ref, bad_keyword] {
+            match compile_schema("broken.schema.json", &schema) {
+                Ok(_) => panic!("{schema} compiled"),
+                Err(e) => assert!(e.starts_with("broken.schema.json does not compile: "), "{e}"),
+            }
         }
     }
 
@@ -606,7 +705,10 @@ mod tests {
     fn dotted_paths_index_arrays_and_quote_odd_keys() {
         let doc = serde_json::json!({"spec": {"a": [{"b": 1}]}, "metadata": {"labels": {"x.io/y": "z"}}});
         assert_eq!(dotted_path("/spec/a/0/b", &doc), "spec.a[0].b");
-        assert_eq!(dotted_path("/metadata/labels/x.io~1y", &doc), "metadata.labels[\"x.io/y\"]");
+        assert_eq!(
+            dotted_path("/metadata/labels/x.io~1y", &doc),
+            "metadata.labels[\"x.io/y\"]"
+        );
         assert_eq!(dotted_path("", &doc), "");
     }
 

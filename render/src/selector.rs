@@ -100,10 +100,20 @@ pub struct ObjectView<'a> {
 /// `ResourceSelectorPriority`: exact apiVersion/kind, namespace if set, then name (3) or labels (2)
 /// or kind-wide (1).
 pub fn score(sel: &ResourceSelector, obj: &ObjectView<'_>) -> Score {
+    score_in(sel, "", obj)
+}
+
+/// [`score`] with the namespace a selector without one defaults to (a namespaced policy's own).
+pub fn score_in(sel: &ResourceSelector, default_namespace: &str, obj: &ObjectView<'_>) -> Score {
     if sel.api_version != obj.api_version || sel.kind != obj.kind {
         return Score::MisMatch;
     }
-    if !sel.namespace.is_empty() && sel.namespace != obj.namespace {
+    let ns = if sel.namespace.is_empty() {
+        default_namespace
+    } else {
+        sel.namespace.as_str()
+    };
+    if !ns.is_empty() && ns != obj.namespace {
         return Score::MisMatch;
     }
     if !sel.name.is_empty() {
@@ -149,7 +159,10 @@ mod tests {
     fn notin_and_doesnotexist_match_absent_keys() {
         let l = labels(&[("a", "1")]);
         assert!(requirement_matches(&req("b", "NotIn", &["x"]), None));
-        assert!(requirement_matches(&req("b", "DoesNotExist", &[]), l.get("b").map(String::as_str)));
+        assert!(requirement_matches(
+            &req("b", "DoesNotExist", &[]),
+            l.get("b").map(String::as_str)
+        ));
         assert!(!requirement_matches(&req("b", "In", &["x"]), None));
     }
 
@@ -172,7 +185,11 @@ mod tests {
         s.label_selector = Some(LabelSelector::default());
         assert_eq!(score(&s, &obj), Score::MatchLabelSelector);
         s.name = "other".into();
-        assert_eq!(score(&s, &obj), Score::MisMatch, "labelSelector is ignored when name is set");
+        assert_eq!(
+            score(&s, &obj),
+            Score::MisMatch,
+            "labelSelector is ignored when name is set"
+        );
         s.name = "web".into();
         assert_eq!(score(&s, &obj), Score::MatchName);
         s.namespace = "prod".into();

@@ -69,9 +69,9 @@ pub struct RepoConfigSpec {
     pub include: Vec<String>,
     /// Globs of files to skip (in addition to hidden paths).
     pub exclude: Vec<String>,
-    /// Extra namespaces never propagated.
+    /// Namespace names or globs never propagated; replaces the default `["kube-*"]` when set.
     pub skipped_namespaces: Vec<String>,
-    /// `kube-*` namespaces to propagate after all.
+    /// Namespace names or globs propagated even though `skippedNamespaces` matches them.
     pub propagate_namespaces: Vec<String>,
     /// CIDR the multi-cluster service VIPs come from.
     pub vip_range: Option<String>,
@@ -87,6 +87,8 @@ pub struct RepoConfig {
     pub spec: RepoConfigSpec,
     include: GlobSet,
     exclude: GlobSet,
+    skipped: GlobSet,
+    propagated: GlobSet,
 }
 
 impl Default for RepoConfig {
@@ -116,12 +118,28 @@ fn build_globs(globs: &[String], field: &str, diags: &mut Vec<Diagnostic>) -> Gl
 impl RepoConfig {
     fn from_spec(spec: RepoConfigSpec, diags: &mut Vec<Diagnostic>) -> Self {
         let include = if spec.include.is_empty() {
-            build_globs(&["**/*.yaml".into(), "**/*.yml".into(), "**/*.json".into()], "include", diags)
+            build_globs(
+                &["**/*.yaml".into(), "**/*.yml".into(), "**/*.json".into()],
+                "include",
+                diags,
+            )
         } else {
             build_globs(&spec.include, "include", diags)
         };
         let exclude = build_globs(&spec.exclude, "exclude", diags);
-        RepoConfig { spec, include, exclude }
+        let skipped = if spec.skipped_namespaces.is_empty() {
+            build_globs(&["kube-*".into()], "skippedNamespaces", diags)
+        } else {
+            build_globs(&spec.skipped_namespaces, "skippedNamespaces", diags)
+        };
+        let propagated = build_globs(&spec.propagate_namespaces, "propagateNamespaces", diags);
+        RepoConfig {
+            spec,
+            include,
+            exclude,
+            skipped,
+            propagated,
+        }
     }
 
     /// Parses `flotilla.yaml`. Problems become diagnostics and the defaults apply.
@@ -145,7 +163,12 @@ impl RepoConfig {
             if !is_config {
                 continue;
             }
-            match d.value.get("spec").cloned().map(serde_json::from_value::<RepoConfigSpec>) {
+            match d
+                .value
+                .get("spec")
+                .cloned()
+                .map(serde_json::from_value::<RepoConfigSpec>)
+            {
                 Some(Ok(s)) => spec = s,
                 Some(Err(e)) => diags.push(Diagnostic::error(
                     code::SCHEMA,
@@ -176,10 +199,7 @@ impl RepoConfig {
         if ns == "karmada-system" || ns == "karmada-cluster" || ns.starts_with("karmada-es-") {
             return true;
         }
-        if self.spec.skipped_namespaces.iter().any(|s| s == ns) {
-            return true;
-        }
-        ns.starts_with("kube-") && !self.spec.propagate_namespaces.iter().any(|s| s == ns)
+        self.skipped.is_match(ns) && !self.propagated.is_match(ns)
     }
 }
 
@@ -207,5 +227,18 @@ mod tests {
         assert!(c.skips_namespace("kube-system"));
         assert!(c.skips_namespace("karmada-es-member1"));
         assert!(!c.skips_namespace("default"));
+        let (c, _) = RepoConfig::parse(
+            b"kind: RepoConfig\nspec:\n  skippedNamespaces: [legacy-*]\n  propagateNamespaces: [legacy-keep]\n",
+        );
+        assert!(c.skips_namespace("legacy-billing"));
+        assert!(!c.skips_namespace("legacy-keep"));
+        assert!(
+            !c.skips_namespace("kube-system"),
+            "setting the list replaces the default"
+        );
+        assert!(
+            c.skips_namespace("karmada-system"),
+            "karmada namespaces are always skipped"
+        );
     }
 }

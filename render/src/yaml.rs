@@ -330,7 +330,14 @@ impl Builder {
                 }
             }
         }
-        if let Some(Frame::Map { key: slot, lines, map, merged, .. }) = self.stack.last_mut() {
+        if let Some(Frame::Map {
+            key: slot,
+            lines,
+            map,
+            merged,
+            ..
+        }) = self.stack.last_mut()
+        {
             if key != "<<" {
                 if let Some(first) = lines.get(&key) {
                     return Err(LoadError::DuplicateKey {
@@ -403,9 +410,7 @@ impl Builder {
         for parent in self.stack.iter().take(self.stack.len().saturating_sub(1)) {
             match parent {
                 Frame::Seq { items, .. } => segs.push(items.len().to_string()),
-                Frame::Map { key, .. } => {
-                    segs.push(key.as_ref().map(|(k, _)| escape(k)).unwrap_or_default())
-                }
+                Frame::Map { key, .. } => segs.push(key.as_ref().map(|(k, _)| escape(k)).unwrap_or_default()),
             }
         }
         segs
@@ -427,7 +432,13 @@ impl Builder {
                 }
             }
             Some(Frame::Seq { items, .. }) => items.push(value),
-            Some(Frame::Map { map, key, merged, lines, .. }) => {
+            Some(Frame::Map {
+                map,
+                key,
+                merged,
+                lines,
+                ..
+            }) => {
                 let Some((k, kpos)) = key.take() else {
                     return Err(LoadError::Syntax {
                         pos,
@@ -530,8 +541,8 @@ fn resolve_plain(t: &str) -> Option<Value> {
         "" | "~" | "null" | "Null" | "NULL" => return Some(Value::Null),
         "true" | "True" | "TRUE" => return Some(Value::Bool(true)),
         "false" | "False" | "FALSE" => return Some(Value::Bool(false)),
-        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" | "-.inf" | "-.Inf" | "-.INF" | ".nan"
-        | ".NaN" | ".NAN" => {
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" | "-.inf" | "-.Inf" | "-.INF" | ".nan" | ".NaN"
+        | ".NAN" => {
             // JSON cannot hold these; Kubernetes would reject them anyway. Keep the text.
             return None;
         }
@@ -623,7 +634,11 @@ mod tests {
 
     #[test]
     fn documents_keep_their_root_position() {
-        let docs = load_yaml("# c\napiVersion: v1\nkind: A\n---\n\n---\n  # x\nkind: B\n", Limits::default()).unwrap();
+        let docs = load_yaml(
+            "# c\napiVersion: v1\nkind: A\n---\n\n---\n  # x\nkind: B\n",
+            Limits::default(),
+        )
+        .unwrap();
         assert_eq!(docs.len(), 2);
         assert_eq!(docs[0].pos, Pos { line: 2, column: 1 });
         assert_eq!(docs[1].pos.line, 8);
@@ -682,6 +697,9 @@ mod tests {
     fn json_is_strict() {
         assert!(load_json("{\"a\": 1,}", Limits::default()).is_err());
         assert!(load_json("{\"a\": 1, \"a\": 2}", Limits::default()).is_err());
-        assert_eq!(load_json("{\"a\": [1]}", Limits::default()).unwrap()[0].value, json!({"a": [1]}));
+        assert_eq!(
+            load_json("{\"a\": [1]}", Limits::default()).unwrap()[0].value,
+            json!({"a": [1]})
+        );
     }
 }

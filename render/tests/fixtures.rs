@@ -8,6 +8,7 @@
 //!   diagnostics are checked only when listed.
 //!
 //! Run one case with `FIXTURE=<case> cargo test -p render --test fixtures`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
 use render::{RenderOptions, Severity, Snapshot};
 use serde_json::Value;
@@ -21,7 +22,11 @@ fn read_tree(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
             read_tree(root, &p, out);
         } else {
             let rel = p.strip_prefix(root).unwrap();
-            let rel = rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
+            let rel = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/");
             out.push((rel, std::fs::read(&p).unwrap()));
         }
     }
@@ -54,18 +59,26 @@ fn check_case(dir: &Path) -> Result<(), String> {
     read_tree(&dir.join("repo"), &dir.join("repo"), &mut files);
     let snapshot = Snapshot::from_texts(files);
     let out = render::render(&snapshot, &RenderOptions::default());
-    let expected_text = std::fs::read_to_string(dir.join("expected.yaml")).map_err(|e| format!("expected.yaml: {e}"))?;
+    let expected_text =
+        std::fs::read_to_string(dir.join("expected.yaml")).map_err(|e| format!("expected.yaml: {e}"))?;
     let expected: Value = serde_yaml::from_str(&expected_text).map_err(|e| format!("expected.yaml: {e}"))?;
     let mut problems = Vec::new();
 
     let actual = out.to_json();
-    let want_clusters = expected.get("clusters").and_then(Value::as_object).cloned().unwrap_or_default();
+    let want_clusters = expected
+        .get("clusters")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
     let got_clusters = actual["clusters"].as_object().cloned().unwrap_or_default();
     let mut names: Vec<&String> = want_clusters.keys().chain(got_clusters.keys()).collect();
     names.sort();
     names.dedup();
     for name in names {
-        let w = want_clusters.get(name).cloned().map(|v| if v.is_null() { Value::Array(vec![]) } else { v });
+        let w = want_clusters
+            .get(name)
+            .cloned()
+            .map(|v| if v.is_null() { Value::Array(vec![]) } else { v });
         let g = got_clusters.get(name).cloned();
         if w != g {
             problems.push(format!(
@@ -118,7 +131,11 @@ fn fixtures() {
         .expect("tests/fixtures exists")
         .map(|e| e.unwrap().path())
         .filter(|p| p.join("expected.yaml").exists())
-        .filter(|p| filter.as_ref().is_none_or(|f| p.file_name().is_some_and(|n| n.to_string_lossy() == *f)))
+        .filter(|p| {
+            filter
+                .as_ref()
+                .is_none_or(|f| p.file_name().is_some_and(|n| n.to_string_lossy() == *f))
+        })
         .collect();
     cases.sort();
     assert!(!cases.is_empty(), "no fixture cases found under {}", root.display());

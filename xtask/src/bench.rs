@@ -1,7 +1,7 @@
 //! `cargo xtask bench-render`: generates a synthetic repository and its kustomize twin, times
 //! `flotilla render`/`flotilla validate` against `kustomize build` of every overlay, measures peak RSS
-//! with `/usr/bin/time`, and checks that all three renderings (the generator's own expectation,
-//! flotilla, kustomize) hold the same objects per cluster.
+//! and CPU time with `/usr/bin/time`, and checks that all three renderings (the generator's own
+//! expectation, flotilla, kustomize) hold the same objects per cluster.
 
 use crate::compare::{self, Comparison, ObjectSets};
 use crate::gen::{self, Params};
@@ -25,63 +25,71 @@ pub struct Options {
 
 const TIME: &str = "/usr/bin/time";
 
-/// One measured process: wall time, peak RSS in KiB (when `/usr/bin/time` is there), exit code.
+/// One measured process: wall time, and (when `/usr/bin/time` is there) peak RSS in KiB and CPU
+/// time (user + system, which other load on the machine disturbs less than wall time); exit code.
 struct Sample {
     wall: Duration,
     rss_kib: Option<u64>,
+    cpu: Option<Duration>,
     code: Option<i32>,
 }
 
-/// Runs `program args` with stdout to `stdout` (a file, or /dev/null), measuring it.
+/// Parses the last line of `/usr/bin/time -f "%M %U %S"`: (peak RSS in KiB, user + system).
+fn parse_time(text: &str) -> (Option<u64>, Option<Duration>) {
+    let Some(line) = text.lines().last() else {
+        return (None, None);
+    };
+    let mut fields = line.split_whitespace();
+    let rss = fields.next().and_then(|f| f.parse().ok());
+    let user: Option<f64> = fields.next().and_then(|f| f.parse().ok());
+    let sys: Option<f64> = fields.next().and_then(|f| f.parse().ok());
+    let cpu = user.zip(sys).and_then(|(u, s)| Duration::try_from_secs_f64(u + s).ok());
+    (rss, cpu)
+}
+
+/// Runs `program args` with stdout to `stdout` (a file) or /dev/null, measuring it; `scratch` names
+/// the file `/usr/bin/time` reports into.
 fn measure(program: &Path, args: &[&str], stdout: Option<&Path>, scratch: &Path) -> Result<Sample> {
     let use_time = Path::new(TIME).is_file();
-    let rss_file = scratch.with_extension(format!("rss{}", std::process::id()));
+    let report = scratch.with_extension(format!("time{}", std::process::id()));
     let mut cmd = if use_time {
         let mut c = Command::new(TIME);
-        c.arg("-f").arg("%M").arg("-o").arg(&rss_file).arg(program);
+        c.args(["-f", "%M %U %S", "-o"]).arg(&report).arg(program);
         c
     } else {
         Command::new(program)
     };
     cmd.args(args).stdin(Stdio::null()).stderr(Stdio::piped());
     match stdout {
-        Some(path) => {
-            cmd.stdout(File::create(path).with_context(|| format!("creating {}", path.display()))?)
-        }
+        Some(path) => cmd.stdout(File::create(path).with_context(|| format!("creating {}", path.display()))?),
         None => cmd.stdout(Stdio::null()),
     };
     let start = Instant::now();
-    let out = cmd
-        .output()
-        .with_context(|| format!("running {}", program.display()))?;
+    let out = cmd.output().with_context(|| format!("running {}", program.display()))?;
     let wall = start.elapsed();
-    let rss_kib = if use_time {
-        let text = std::fs::read_to_string(&rss_file)
-            .with_context(|| format!("reading {}", rss_file.display()))?;
-        let _ = std::fs::remove_file(&rss_file);
-        text.lines().last().and_then(|l| l.trim().parse().ok())
+    let (rss_kib, cpu) = if use_time {
+        let text = std::fs::read_to_string(&report).with_context(|| format!("reading {}", report.display()))?;
+        let _ = std::fs::remove_file(&report);
+        parse_time(&text)
     } else {
-        None
+        (None, None)
     };
     let code = out.status.code();
     if code != Some(0) {
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let tail: Vec<&str> = stderr
-            .lines()
-            .filter(|l| !l.starts_with("Command exited"))
-            .take(5)
-            .collect();
+        let head: Vec<&str> = stderr.lines().take(5).collect();
         eprintln!(
             "  {} {} exited with {:?}: {}",
             program.display(),
             args.join(" "),
             code,
-            tail.join(" | ")
+            head.join(" | ")
         );
     }
     Ok(Sample {
         wall,
         rss_kib,
+        cpu,
         code,
     })
 }
@@ -102,35 +110,64 @@ fn mib(kib: Option<u64>) -> String {
     kib.map_or("n/a".into(), |k| format!("{:.0} MiB", k as f64 / 1024.0))
 }
 
-/// Timings of one flotilla command over several runs.
-struct Series {
-    walls: Vec<Duration>,
-    rss_kib: Option<u64>,
-    codes: Vec<Option<i32>>,
+/// One line of the results table.
+struct Row {
+    what: String,
+    runs: usize,
+    min: Duration,
+    median: Duration,
+    /// median CPU time (user + system) of a run
+    cpu: Option<Duration>,
+    rss: String,
 }
 
-fn series(program: &Path, args: &[&str], runs: usize, scratch: &Path) -> Result<Series> {
-    let mut s = Series {
-        walls: Vec::new(),
-        rss_kib: None,
-        codes: Vec::new(),
-    };
+impl Row {
+    fn new(what: String, walls: &[Duration], cpus: &[Duration], rss: String) -> Row {
+        let (min, median) = min_median(walls);
+        let cpu = (!cpus.is_empty()).then(|| min_median(cpus).1);
+        Row {
+            what,
+            runs: walls.len(),
+            min,
+            median,
+            cpu,
+            rss,
+        }
+    }
+}
+
+/// A flotilla command run `runs` times: (row, peak RSS, exit codes).
+fn series(
+    what: &str,
+    program: &Path,
+    args: &[&str],
+    runs: usize,
+    scratch: &Path,
+) -> Result<(Row, Option<u64>, Vec<Option<i32>>)> {
+    let (mut walls, mut cpus, mut rss, mut codes) = (Vec::new(), Vec::new(), None, Vec::new());
     for _ in 0..runs {
         let sample = measure(program, args, None, scratch)?;
-        s.walls.push(sample.wall);
-        s.rss_kib = s.rss_kib.max(sample.rss_kib);
-        s.codes.push(sample.code);
+        walls.push(sample.wall);
+        cpus.extend(sample.cpu);
+        rss = rss.max(sample.rss_kib);
+        codes.push(sample.code);
     }
-    Ok(s)
+    Ok((Row::new(what.into(), &walls, &cpus, mib(rss)), rss, codes))
 }
 
-/// `kustomize build` of every overlay with `jobs` workers; returns (wall total, max RSS, failures).
-fn kustomize_all(
-    bin: &Path,
-    overlays: &[(String, PathBuf)],
-    out_dir: &Path,
-    jobs: usize,
-) -> Result<(Duration, Option<u64>, usize)> {
+/// The outcome of building every overlay once.
+struct KustomizeRun {
+    wall: Duration,
+    /// user + system summed over the processes
+    cpu: Option<Duration>,
+    /// the largest peak RSS of one process
+    rss_kib: Option<u64>,
+    failures: usize,
+}
+
+/// `kustomize build` of every overlay, one process per overlay, `jobs` at a time, each writing its
+/// output to `out_dir/<overlay>.yaml`.
+fn kustomize_all(bin: &Path, overlays: &[(String, PathBuf)], out_dir: &Path, jobs: usize) -> Result<KustomizeRun> {
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Result<Sample>>> = Mutex::new(Vec::new());
     let start = Instant::now();
@@ -155,16 +192,21 @@ fn kustomize_all(
     let results = results
         .into_inner()
         .map_err(|_| anyhow::anyhow!("a kustomize worker panicked"))?;
-    let mut rss = None;
-    let mut failures = 0;
+    let mut run = KustomizeRun {
+        wall,
+        cpu: Some(Duration::ZERO),
+        rss_kib: None,
+        failures: 0,
+    };
     for r in results {
         let s = r?;
-        rss = rss.max(s.rss_kib);
+        run.rss_kib = run.rss_kib.max(s.rss_kib);
+        run.cpu = run.cpu.zip(s.cpu).map(|(a, b)| a + b);
         if s.code != Some(0) {
-            failures += 1;
+            run.failures += 1;
         }
     }
-    Ok((wall, rss, failures))
+    Ok(run)
 }
 
 fn report_comparison(label: &str, c: &Comparison) {
@@ -173,11 +215,7 @@ fn report_comparison(label: &str, c: &Comparison) {
         c.clusters,
         c.objects,
         c.mismatches,
-        if c.mismatches == 0 {
-            " (identical)"
-        } else {
-            ""
-        }
+        if c.mismatches == 0 { " (identical)" } else { "" }
     );
     for e in &c.examples {
         println!("    {e}");
@@ -195,7 +233,112 @@ fn machine() -> String {
                 .map(|(_, m)| m.trim().to_string())
         })
         .unwrap_or_else(|| "unknown CPU".into());
-    format!("{cpus} cores, {model}")
+    format!("{cpus} cores, {model}; {}", load())
+}
+
+/// `/proc/loadavg`'s 1/5/15-minute averages: other work on the machine skews every number.
+fn load() -> String {
+    let avg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let three: Vec<&str> = avg.split_whitespace().take(3).collect();
+    format!("load average {}", three.join(" "))
+}
+
+/// Results of the flotilla side.
+struct FlotillaResults {
+    render: Row,
+    validate: Row,
+    peak_kib: Option<u64>,
+    sets: Option<ObjectSets>,
+}
+
+fn bench_flotilla(opts: &Options, repo: &str, work: &Path) -> Result<FlotillaResults> {
+    let bin = &opts.flotilla;
+    let scratch = work.join("measure");
+    let output = work.join("flotilla-render.json");
+    println!("flotilla: {}", bin.display());
+    // an untimed warm-up that keeps the output for the comparison
+    let render_args = ["render", "--repo", repo, "--format", "json"];
+    let first = measure(bin, &render_args, Some(&output), &scratch)?;
+    let sets = match compare::read_flotilla(&output) {
+        Ok((sets, diags)) => {
+            println!(
+                "  render exit code {:?}; diagnostics: {} errors, {} warnings, {} infos",
+                first.code, diags.errors, diags.warnings, diags.infos
+            );
+            for e in &diags.first_errors {
+                println!("    {e}");
+            }
+            Some(sets)
+        }
+        Err(e) => {
+            println!("  cannot read flotilla's render output: {e:#}");
+            None
+        }
+    };
+    let (render, render_rss, _) = series("flotilla render --format json", bin, &render_args, opts.runs, &scratch)?;
+    let (validate, validate_rss, codes) = series(
+        "flotilla validate",
+        bin,
+        &["validate", "--repo", repo],
+        opts.runs,
+        &scratch,
+    )?;
+    if codes.iter().any(|c| *c != Some(0)) {
+        println!("  validate exit codes: {codes:?} (expected 0)");
+    }
+    Ok(FlotillaResults {
+        render,
+        validate,
+        peak_kib: render_rss.max(validate_rss),
+        sets,
+    })
+}
+
+/// Results of the kustomize side: (sequential row, parallel row, objects).
+fn bench_kustomize(opts: &Options, ktree: &Path, kout: &Path) -> Result<(Row, Row, ObjectSets)> {
+    let bin = peers::ensure_kustomize(None)?;
+    println!("kustomize: {} ({})", bin.display(), peers::kustomize_version(&bin)?);
+    std::fs::create_dir_all(kout).with_context(|| format!("creating {}", kout.display()))?;
+    let overlays_dir = ktree.join("overlays");
+    let mut overlays: Vec<(String, PathBuf)> = std::fs::read_dir(&overlays_dir)
+        .with_context(|| format!("reading {}", overlays_dir.display()))?
+        .map(|e| {
+            let e = e.with_context(|| format!("reading {}", overlays_dir.display()))?;
+            Ok((e.file_name().to_string_lossy().to_string(), e.path()))
+        })
+        .collect::<Result<_>>()?;
+    overlays.sort();
+    let mut rows = Vec::new();
+    for (label, jobs) in [("sequential", 1usize), ("parallel, 2 jobs", 2)] {
+        let (mut walls, mut cpus, mut rss) = (Vec::new(), Vec::new(), None);
+        for run in 1..=opts.kustomize_runs.max(1) {
+            eprintln!(
+                "  kustomize build of {} overlays, {label}, run {run}...",
+                overlays.len()
+            );
+            let r = kustomize_all(&bin, &overlays, kout, jobs)?;
+            eprintln!("    {}", secs(r.wall));
+            if r.failures > 0 {
+                bail!("{} kustomize builds failed (see above)", r.failures);
+            }
+            walls.push(r.wall);
+            cpus.extend(r.cpu);
+            rss = rss.max(r.rss_kib);
+        }
+        rows.push(Row::new(
+            format!("kustomize build, {} overlays, {label}", overlays.len()),
+            &walls,
+            &cpus,
+            format!("{} (largest process)", mib(rss)),
+        ));
+    }
+    let mut sets = ObjectSets::new();
+    for (name, _) in &overlays {
+        compare::read_kustomize(&mut sets, name, &kout.join(format!("{name}.yaml")))?;
+    }
+    let parallel = rows.pop().context("no parallel row")?;
+    let sequential = rows.pop().context("no sequential row")?;
+    Ok((sequential, parallel, sets))
 }
 
 pub fn run(opts: &Options) -> Result<()> {
@@ -204,9 +347,6 @@ pub fn run(opts: &Options) -> Result<()> {
     std::fs::create_dir_all(work).with_context(|| format!("creating {}", work.display()))?;
     let repo = work.join("repo");
     let ktree = work.join("kustomize");
-    let kout = work.join("kustomize-out");
-    let flotilla_json = work.join("flotilla-render.json");
-    let scratch = work.join("measure");
 
     println!("machine: {}", machine());
     let start = Instant::now();
@@ -224,164 +364,84 @@ pub fn run(opts: &Options) -> Result<()> {
     }
     drop(model);
 
-    let repo_s = repo.to_string_lossy().to_string();
-    let mut rows: Vec<(String, usize, String, String, String)> = Vec::new();
-    let mut render_median = None;
-    let mut validate_median = None;
-    let mut flotilla_sets = None;
-    let mut flotilla_peak = None;
-
-    if opts.flotilla.is_file() {
-        let bin = &opts.flotilla;
-        println!("flotilla: {}", bin.display());
-        // untimed warm-up that keeps the output for the comparison
-        let render_args = ["render", "--repo", &repo_s, "--format", "json"];
-        let first = measure(bin, &render_args, Some(&flotilla_json), &scratch)?;
-        match compare::read_flotilla(&flotilla_json) {
-            Ok((sets, diags)) => {
-                println!(
-                    "  render exit code {:?}; diagnostics: {} errors, {} warnings, {} infos",
-                    first.code, diags.errors, diags.warnings, diags.infos
-                );
-                for e in &diags.first_errors {
-                    println!("    {e}");
-                }
-                flotilla_sets = Some(sets);
-            }
-            Err(e) => println!("  cannot read flotilla's render output: {e:#}"),
-        }
-        let render = series(bin, &render_args, opts.runs, &scratch)?;
-        let (min, med) = min_median(&render.walls);
-        render_median = Some(med);
-        flotilla_peak = flotilla_peak.max(render.rss_kib);
-        rows.push((
-            "flotilla render --format json".into(),
-            opts.runs,
-            secs(min),
-            secs(med),
-            mib(render.rss_kib),
-        ));
-        let validate = series(bin, &["validate", "--repo", &repo_s], opts.runs, &scratch)?;
-        let (min, med) = min_median(&validate.walls);
-        validate_median = Some(med);
-        flotilla_peak = flotilla_peak.max(validate.rss_kib);
-        rows.push((
-            "flotilla validate".into(),
-            opts.runs,
-            secs(min),
-            secs(med),
-            mib(validate.rss_kib),
-        ));
-        let bad: Vec<_> = validate.codes.iter().filter(|c| **c != Some(0)).collect();
-        if !bad.is_empty() {
-            println!("  validate exit codes: {:?} (expected 0)", validate.codes);
-        }
+    let flotilla = if opts.flotilla.is_file() {
+        Some(bench_flotilla(opts, &repo.to_string_lossy(), work)?)
     } else {
         println!(
             "flotilla: {} not found (build it with `cargo build --release -p reconciler`, or pass \
              --flotilla PATH); timing kustomize only",
             opts.flotilla.display()
         );
-    }
-
-    let mut kustomize_seq = None;
-    let mut kustomize_par = None;
-    let mut kustomize_sets = None;
-    if !opts.skip_kustomize {
-        let bin = peers::ensure_kustomize(None)?;
-        println!(
-            "kustomize: {} ({})",
-            bin.display(),
-            peers::kustomize_version(&bin)?
-        );
-        std::fs::create_dir_all(&kout).with_context(|| format!("creating {}", kout.display()))?;
-        let overlays_dir = ktree.join("overlays");
-        let mut overlays: Vec<(String, PathBuf)> = std::fs::read_dir(&overlays_dir)
-            .with_context(|| format!("reading {}", overlays_dir.display()))?
-            .map(|e| {
-                let e = e.with_context(|| format!("reading {}", overlays_dir.display()))?;
-                Ok((e.file_name().to_string_lossy().to_string(), e.path()))
-            })
-            .collect::<Result<_>>()?;
-        overlays.sort();
-        for (label, jobs) in [("sequential", 1usize), ("parallel, 2 jobs", 2)] {
-            let mut walls = Vec::new();
-            let mut rss = None;
-            for _ in 0..opts.kustomize_runs.max(1) {
-                let (wall, r, failures) = kustomize_all(&bin, &overlays, &kout, jobs)?;
-                if failures > 0 {
-                    bail!("{failures} kustomize builds failed (see above)");
-                }
-                walls.push(wall);
-                rss = rss.max(r);
-            }
-            let (min, med) = min_median(&walls);
-            if jobs == 1 {
-                kustomize_seq = Some(med);
-            } else {
-                kustomize_par = Some(med);
-            }
-            rows.push((
-                format!("kustomize build, {} overlays, {label}", overlays.len()),
-                walls.len(),
-                secs(min),
-                secs(med),
-                format!("{} (per process)", mib(rss)),
-            ));
-        }
-        let mut sets = ObjectSets::new();
-        for (name, _) in &overlays {
-            compare::read_kustomize(&mut sets, name, &kout.join(format!("{name}.yaml")))?;
-        }
-        kustomize_sets = Some(sets);
-    }
+        None
+    };
+    let kustomize = if opts.skip_kustomize {
+        None
+    } else {
+        Some(bench_kustomize(opts, &ktree, &work.join("kustomize-out"))?)
+    };
 
     println!();
-    println!("| command | runs | min | median | peak RSS |");
-    println!("| --- | ---: | ---: | ---: | ---: |");
-    for (what, runs, min, med, rss) in &rows {
-        println!("| {what} | {runs} | {min} | {med} | {rss} |");
+    println!("after the runs: {}", load());
+    println!("| command | runs | min wall | median wall | median CPU (user+sys) | peak RSS |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    let rows = flotilla
+        .iter()
+        .flat_map(|f| [&f.render, &f.validate])
+        .chain(kustomize.iter().flat_map(|(s, par, _)| [s, par]));
+    for r in rows {
+        println!(
+            "| {} | {} | {} | {} | {} | {} |",
+            r.what,
+            r.runs,
+            secs(r.min),
+            secs(r.median),
+            r.cpu.map_or("n/a".into(), secs),
+            r.rss
+        );
     }
     println!();
-    if let (Some(k), Some(r)) = (kustomize_seq, render_median) {
+    if let (Some(f), Some((seq, par, _))) = (&flotilla, &kustomize) {
+        let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(1e-9);
         println!(
-            "ratio kustomize (sequential) / flotilla render: {:.1}x",
-            k.as_secs_f64() / r.as_secs_f64()
+            "ratio kustomize (sequential) / flotilla render, wall: {:.1}x",
+            ratio(seq.median, f.render.median)
         );
-    }
-    if let (Some(k), Some(r)) = (kustomize_par, render_median) {
         println!(
-            "ratio kustomize (parallel, 2 jobs) / flotilla render: {:.1}x",
-            k.as_secs_f64() / r.as_secs_f64()
+            "ratio kustomize (parallel, 2 jobs) / flotilla render, wall: {:.1}x",
+            ratio(par.median, f.render.median)
         );
+        if let (Some(k), Some(r)) = (seq.cpu, f.render.cpu) {
+            println!("ratio kustomize / flotilla render, CPU time: {:.1}x", ratio(k, r));
+        }
     }
-    if let Some(sets) = &kustomize_sets {
+    if let Some((_, _, sets)) = &kustomize {
         report_comparison(
             "generator vs kustomize",
             &compare::compare("generator", &expected, "kustomize", sets),
         );
     }
-    if let Some(sets) = &flotilla_sets {
+    if let Some(sets) = flotilla.as_ref().and_then(|f| f.sets.as_ref()) {
         report_comparison(
             "generator vs flotilla",
             &compare::compare("generator", &expected, "flotilla", sets),
         );
-        if let Some(k) = &kustomize_sets {
+        if let Some((_, _, k)) = &kustomize {
             report_comparison(
                 "flotilla vs kustomize",
                 &compare::compare("flotilla", sets, "kustomize", k),
             );
         }
     }
-    if let (Some(r), Some(v)) = (render_median, validate_median) {
+    if let Some(f) = &flotilla {
         let one_s = Duration::from_secs(1);
-        let gib = 1024 * 1024;
-        let ratio = kustomize_seq.map(|k| k.as_secs_f64() / r.as_secs_f64());
+        let ratio = kustomize
+            .as_ref()
+            .map(|(seq, _, _)| seq.median.as_secs_f64() / f.render.median.as_secs_f64());
         println!(
             "goals: render < 1 s: {}; validate < 1 s: {}; peak RSS < 1 GiB: {}; >= 20x kustomize: {}",
-            verdict(r < one_s),
-            verdict(v < one_s),
-            flotilla_peak.map_or("n/a", |k| verdict(k < gib)),
+            verdict(f.render.median < one_s),
+            verdict(f.validate.median < one_s),
+            f.peak_kib.map_or("n/a", |k| verdict(k < 1024 * 1024)),
             ratio.map_or("n/a", |x| verdict(x >= 20.0)),
         );
     }
@@ -393,5 +453,18 @@ fn verdict(ok: bool) -> &'static str {
         "PASS"
     } else {
         "FAIL"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_time_report() {
+        let (rss, cpu) = parse_time("Command exited with non-zero status 1\n1034756 2.31 0.52\n");
+        assert_eq!(rss, Some(1_034_756));
+        assert_eq!(cpu.map(|d| d.as_millis()), Some(2830));
+        assert_eq!(parse_time(""), (None, None));
     }
 }

@@ -47,11 +47,7 @@ pub fn canonical(v: &Value, out: &mut String) {
 
 fn key_of(v: &Value) -> ObjectKey {
     let s = |x: &Value| x.as_str().unwrap_or("").to_string();
-    (
-        s(&v["kind"]),
-        s(&v["metadata"]["namespace"]),
-        s(&v["metadata"]["name"]),
-    )
+    (s(&v["kind"]), s(&v["metadata"]["namespace"]), s(&v["metadata"]["name"]))
 }
 
 /// Adds one cluster's objects to `sets`.
@@ -87,8 +83,8 @@ pub struct DiagnosticCounts {
 /// Reads `flotilla render --format json` output.
 pub fn read_flotilla(path: &Path) -> Result<(ObjectSets, DiagnosticCounts)> {
     let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let out: RenderOutput = serde_json::from_slice(&text)
-        .with_context(|| format!("parsing {} as flotilla render JSON", path.display()))?;
+    let out: RenderOutput =
+        serde_json::from_slice(&text).with_context(|| format!("parsing {} as flotilla render JSON", path.display()))?;
     let mut counts = DiagnosticCounts::default();
     for d in &out.diagnostics {
         match d["severity"].as_str() {
@@ -111,8 +107,7 @@ pub fn read_flotilla(path: &Path) -> Result<(ObjectSets, DiagnosticCounts)> {
 
 /// Reads one `kustomize build` output (multi-document YAML) as `cluster`'s objects.
 pub fn read_kustomize(sets: &mut ObjectSets, cluster: &str, path: &Path) -> Result<()> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut objects = Vec::new();
     for doc in serde_yaml::Deserializer::from_str(&text) {
         let v = Value::deserialize(doc).with_context(|| format!("parsing {}", path.display()))?;

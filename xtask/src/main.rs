@@ -107,11 +107,7 @@ fn workspace_root() -> PathBuf {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Cmd::GenRepo {
-            size,
-            out,
-            kustomize,
-        } => {
+        Cmd::GenRepo { size, out, kustomize } => {
             let model = gen::generate(&size.params(), &out, kustomize.as_deref())?;
             println!("{}", gen::summary(&model));
             println!("repository: {}", out.display());

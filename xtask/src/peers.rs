@@ -55,19 +55,15 @@ fn parse_semver(v: &str) -> Vec<u64> {
 fn latest_buildable_kustomize_version() -> Result<String> {
     let local = parse_go_version(go_output(&["env", "GOVERSION"])?.trim());
     let listed = go_output(&["list", "-m", "-versions", KUSTOMIZE_MODULE])?;
-    let mut versions: Vec<&str> = listed
-        .split_whitespace()
-        .skip(1)
-        .filter(|v| !v.contains('-'))
-        .collect();
+    let mut versions: Vec<&str> = listed.split_whitespace().skip(1).filter(|v| !v.contains('-')).collect();
     versions.sort_by_key(|v| std::cmp::Reverse(parse_semver(v)));
     for version in versions {
         let module = format!("{KUSTOMIZE_MODULE}@{version}");
         // `go list -m -json` fetches only the go.mod (`go mod download` refuses modules that need a
         // newer Go).
         let listed = go_output(&["list", "-m", "-json", &module])?;
-        let info: serde_json::Value = serde_json::from_str(&listed)
-            .with_context(|| format!("parsing `go list -m -json {module}`"))?;
+        let info: serde_json::Value =
+            serde_json::from_str(&listed).with_context(|| format!("parsing `go list -m -json {module}`"))?;
         let Some(path) = info.get("GoMod").and_then(|p| p.as_str()) else {
             bail!("`go list -m -json {module}` gave no GoMod");
         };

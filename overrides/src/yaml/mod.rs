@@ -1,10 +1,7 @@
-//! YAML text ↔ JSON values for the field overrider, written back the way Karmada's `JSONToYAML` does.
-//!
-//! Reading follows `sigs.k8s.io/yaml.YAMLToJSON` where it matters: merge keys (`<<`) are applied, scalar
-//! mapping keys become strings (`1: a` → `"1"`), tags are dropped. Writing follows go-yaml v2's `Marshal`:
-//! mapping keys sorted with go-yaml v2's key order (runs of digits compared as numbers, so `a2` < `a10`;
-//! a non-letter before a letter except right after a digit), 2-space indent, sequences not indented under their key, a trailing
-//! newline. Comments and the original layout are lost (they are in Karmada too).
+//! YAML text ↔ JSON values for the field overrider, written back in the layout of Karmada's `JSONToYAML`.
+
+mod emit;
+mod order;
 
 use serde_json::{Map, Number, Value};
 use serde_yaml::Value as Yaml;
@@ -18,15 +15,18 @@ pub enum YamlError {
     ComplexKey(&'static str),
     #[error("YAML number {0} cannot be represented in JSON")]
     NonFinite(String),
-    #[error("cannot write YAML: {0}")]
-    Emit(String),
 }
 
 /// Parses one YAML document into a JSON value.
+///
+/// Reading follows `sigs.k8s.io/yaml.YAMLToJSON` where it matters: merge keys (`<<`) are applied, scalar
+/// mapping keys become strings (`1: a` → `"1"`), tags are dropped. Parsing is YAML 1.2 (serde_yaml), so
+/// unquoted `yes`/`on` are strings here where go-yaml v2 reads booleans. Writing ([`emit`]) follows go-yaml
+/// v2's `Marshal` layout with keys in its order ([`order`]); comments and the original layout are lost
+/// (they are in Karmada too).
 pub fn from_str(text: &str) -> Result<Value, YamlError> {
     let mut doc: Yaml = serde_yaml::from_str(text).map_err(|e| YamlError::Parse(e.to_string()))?;
-    doc.apply_merge()
-        .map_err(|e| YamlError::Parse(e.to_string()))?;
+    doc.apply_merge().map_err(|e| YamlError::Parse(e.to_string()))?;
     to_json(doc)
 }
 
@@ -73,140 +73,16 @@ fn key_to_string(k: Yaml) -> Result<String, YamlError> {
     }
 }
 
-/// Writes a JSON value as YAML with sorted keys (see the module docs).
-pub fn to_string(v: &Value) -> Result<String, YamlError> {
-    serde_yaml::to_string(&to_yaml(v)).map_err(|e| YamlError::Emit(e.to_string()))
-}
-
-fn to_yaml(v: &Value) -> Yaml {
-    match v {
-        Value::Null => Yaml::Null,
-        Value::Bool(b) => Yaml::Bool(*b),
-        Value::Number(n) => Yaml::Number(if let Some(u) = n.as_u64() {
-            u.into()
-        } else if let Some(i) = n.as_i64() {
-            i.into()
-        } else {
-            n.as_f64().unwrap_or(0.0).into()
-        }),
-        Value::String(s) => Yaml::String(s.clone()),
-        Value::Array(items) => Yaml::Sequence(items.iter().map(to_yaml).collect()),
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            sort_keys(&mut keys);
-            let mut out = serde_yaml::Mapping::with_capacity(keys.len());
-            for k in keys {
-                if let Some(v) = map.get(k) {
-                    out.insert(Yaml::String(k.clone()), to_yaml(v));
-                }
-            }
-            Yaml::Mapping(out)
-        }
-    }
-}
-
-/// Sorts with [`go_key_less`] by insertion sort: go-yaml v2's order is not guaranteed to be a total order
-/// for unusual keys, and `slice::sort_by` may panic on such comparators; insertion sort never does.
-fn sort_keys(keys: &mut [&String]) {
-    for i in 1..keys.len() {
-        let mut j = i;
-        while j > 0 && go_key_less(keys[j], keys[j - 1]) {
-            keys.swap(j, j - 1);
-            j -= 1;
-        }
-    }
-}
-
-fn is_digit(c: char) -> bool {
-    c.is_numeric()
-}
-
-/// go-yaml v2's `keyList.Less` for two string keys.
-pub(crate) fn go_key_less(a: &str, b: &str) -> bool {
-    let ar: Vec<char> = a.chars().collect();
-    let br: Vec<char> = b.chars().collect();
-    let mut digits = false;
-    let mut i = 0;
-    while i < ar.len() && i < br.len() {
-        let (ca, cb) = (ar[i], br[i]);
-        if ca == cb {
-            digits = is_digit(ca);
-            i += 1;
-            continue;
-        }
-        let (al, bl) = (ca.is_alphabetic(), cb.is_alphabetic());
-        if al && bl {
-            return ca < cb;
-        }
-        if al || bl {
-            return if digits { al } else { bl };
-        }
-        let (mut an, mut bn): (i64, i64) = (0, 0);
-        if ca == '0' || cb == '0' {
-            let mut j = i;
-            while j > 0 && is_digit(ar[j - 1]) {
-                j -= 1;
-                if ar[j] != '0' {
-                    an = 1;
-                    bn = 1;
-                    break;
-                }
-            }
-        }
-        let mut ai = i;
-        while ai < ar.len() && is_digit(ar[ai]) {
-            an = an.wrapping_mul(10).wrapping_add(i64::from(u32::from(ar[ai])) - i64::from(u32::from('0')));
-            ai += 1;
-        }
-        let mut bi = i;
-        while bi < br.len() && is_digit(br[bi]) {
-            bn = bn.wrapping_mul(10).wrapping_add(i64::from(u32::from(br[bi])) - i64::from(u32::from('0')));
-            bi += 1;
-        }
-        if an != bn {
-            return an < bn;
-        }
-        if ai != bi {
-            return ai < bi;
-        }
-        return ca < cb;
-    }
-    ar.len() < br.len()
+/// Writes a JSON value as YAML (see [`emit`]).
+pub fn to_string(v: &Value) -> String {
+    emit::to_string(v)
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use serde_json::json;
-
-    fn sorted(keys: &[&str]) -> Vec<String> {
-        let owned: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
-        let mut refs: Vec<&String> = owned.iter().collect();
-        sort_keys(&mut refs);
-        refs.into_iter().cloned().collect()
-    }
-
-    #[test]
-    fn go_yaml_v2_key_order() {
-        assert_eq!(sorted(&["b", "a", "c"]), ["a", "b", "c"]);
-        assert_eq!(sorted(&["a10", "a2", "a1"]), ["a1", "a2", "a10"]);
-        assert_eq!(sorted(&["B", "a", "A"]), ["A", "B", "a"]);
-        assert_eq!(sorted(&["ab", "a", "abc"]), ["a", "ab", "abc"]);
-        // Non-letters sort before letters (unlike byte order), except right after a digit.
-        assert_eq!(sorted(&["ab", "a~"]), ["a~", "ab"]);
-        assert_eq!(sorted(&["1b", "1_"]), ["1b", "1_"]);
-        assert_eq!(sorted(&["port", "host", "db", "name"]), ["db", "host", "name", "port"]);
-    }
-
-    #[test]
-    fn writes_sorted_unindented_sequences_trailing_newline() {
-        let v = json!({"z": 1, "a": {"list": [1, "two", {"k": "v", "b": null}], "s": "x"}, "m": true});
-        let out = to_string(&v).unwrap();
-        assert_eq!(
-            out,
-            "a:\n  list:\n  - 1\n  - two\n  - b: null\n    k: v\n  s: x\nm: true\nz: 1\n"
-        );
-    }
 
     #[test]
     fn reads_merge_keys_and_scalar_keys() {
@@ -224,6 +100,6 @@ mod tests {
     #[test]
     fn round_trip() {
         let v = json!({"n": -3, "f": 1.5, "s": "multi\nline", "e": "", "q": "yes", "l": [], "o": {}});
-        assert_eq!(from_str(&to_string(&v).unwrap()).unwrap(), v);
+        assert_eq!(from_str(&to_string(&v)).unwrap(), v);
     }
 }

@@ -78,6 +78,7 @@ pub(crate) fn go_key_less(a: &str, b: &str) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -104,7 +105,21 @@ mod tests {
 
     #[test]
     fn odd_keys_never_panic() {
-        let keys = ["", "0", "00", "a0", "a00", "٣", "½", "Ⅻ", "9999999999999999999999", "a1b", "a01b", "-", "~"];
+        let keys = [
+            "",
+            "0",
+            "00",
+            "a0",
+            "a00",
+            "٣",
+            "½",
+            "Ⅻ",
+            "9999999999999999999999",
+            "a1b",
+            "a01b",
+            "-",
+            "~",
+        ];
         let s = sorted(&keys);
         assert_eq!(s.len(), keys.len());
     }

@@ -136,7 +136,8 @@ fn parse_spread(p: &Placement, feasible: &[Feasible<'_>]) -> Spread {
                 let mut seen: Vec<&str> = feasible.iter().filter_map(|f| f.cluster.group_value(&g)).collect();
                 seen.sort_unstable();
                 seen.dedup();
-                out.groups.push((g, bounds(sc.min_groups, sc.max_groups, seen.len() as i64)));
+                out.groups
+                    .push((g, bounds(sc.min_groups, sc.max_groups, seen.len() as i64)));
             }
         }
     }
@@ -223,7 +224,10 @@ fn run_term(
         };
         // Secondary groupings: their bounds must hold on the result.
         for (g, b) in spread.groups.iter().skip(1) {
-            let mut vals: Vec<&str> = picked.iter().filter_map(|&i| feasible[i].cluster.group_value(g)).collect();
+            let mut vals: Vec<&str> = picked
+                .iter()
+                .filter_map(|&i| feasible[i].cluster.group_value(g))
+                .collect();
             vals.sort_unstable();
             vals.dedup();
             let n = vals.len() as i64;
@@ -361,7 +365,9 @@ pub fn schedule(p: &Placement, clusters: &[Cluster], workload: Workload) -> Resu
                         return Ok(decision);
                     }
                     Err(why) => {
-                        decision.fallbacks.push(format!("clusterAffinities[{t}] ({}): {why}", term.affinity_name));
+                        decision
+                            .fallbacks
+                            .push(format!("clusterAffinities[{t}] ({}): {why}", term.affinity_name));
                         decision.verdicts = verdicts;
                     }
                 }
@@ -371,7 +377,14 @@ pub fn schedule(p: &Placement, clusters: &[Cluster], workload: Workload) -> Resu
         }
         _ => {
             let mut verdicts = vec![Verdict::Excluded("not considered".into()); clusters.len()];
-            let r = run_term(p, p.cluster_affinity.as_ref(), clusters, workload, &strategy, &mut verdicts);
+            let r = run_term(
+                p,
+                p.cluster_affinity.as_ref(),
+                clusters,
+                workload,
+                &strategy,
+                &mut verdicts,
+            );
             decision.verdicts = verdicts;
             match r {
                 Ok(targets) => {

@@ -81,6 +81,7 @@ fn select_groups(groups: &[Group<'_>], min: i64, max: i64, target: i64) -> Optio
     let mut paths: Vec<Path> = Vec::new();
     let mut current: Vec<usize> = Vec::new();
     // Iterative DFS would be longer; depth is bounded by `max` ≤ number of groups.
+    #[allow(clippy::too_many_arguments)] // a local recursive helper; a struct would only rename them
     fn dfs(
         groups: &[Group<'_>],
         order: &[usize],
@@ -131,11 +132,13 @@ fn select_groups(groups: &[Group<'_>], min: i64, max: i64, target: i64) -> Optio
     if paths.is_empty() {
         return None;
     }
-    paths.sort_by(|a, b| (std::cmp::Reverse(a.weight), std::cmp::Reverse(a.value), a.id).cmp(&(
-        std::cmp::Reverse(b.weight),
-        std::cmp::Reverse(b.value),
-        b.id,
-    )));
+    paths.sort_by(|a, b| {
+        (std::cmp::Reverse(a.weight), std::cmp::Reverse(a.value), a.id).cmp(&(
+            std::cmp::Reverse(b.weight),
+            std::cmp::Reverse(b.value),
+            b.id,
+        ))
+    });
     let mut best = 0;
     for i in 1..paths.len() {
         let (fin, sub) = (&paths[best], &paths[i]);
@@ -203,10 +206,9 @@ pub fn by_group(
     if cluster_bounds.is_some() {
         let total = (picked.len() + rest.len()) as i64;
         let need = total.min(cluster_max);
-        rest.sort_by(|a, b| (std::cmp::Reverse(a.available), &a.cluster.name).cmp(&(
-            std::cmp::Reverse(b.available),
-            &b.cluster.name,
-        )));
+        rest.sort_by(|a, b| {
+            (std::cmp::Reverse(a.available), &a.cluster.name).cmp(&(std::cmp::Reverse(b.available), &b.cluster.name))
+        });
         let more = (need - picked.len() as i64).max(0) as usize;
         picked.extend(rest.iter().take(more).filter_map(|f| index_of(f)));
         if (picked.len() as i64) < cluster_min {
@@ -239,7 +241,11 @@ pub fn by_cluster(feasible: &[Feasible<'_>], bounds: Bounds, demand: Demand) -> 
         // cluster holding the most available replicas while the selection lacks capacity.
         let mut rest: Vec<usize> = (n..feasible.len()).collect();
         rest.sort_by_key(|&i| std::cmp::Reverse(feasible[i].available));
-        let sum = |sel: &[usize]| sel.iter().map(|&i| feasible[i].available).fold(0i64, i64::saturating_add);
+        let sum = |sel: &[usize]| {
+            sel.iter()
+                .map(|&i| feasible[i].available)
+                .fold(0i64, i64::saturating_add)
+        };
         let mut pos = n;
         while sum(&selected) < demand.replicas && pos > 0 {
             pos -= 1;

@@ -37,11 +37,7 @@ pub fn write(model: &Model, files: &TemplateFiles, dir: &Path) -> Result<()> {
         &ns_dir.join("namespaces.yaml"),
         &yaml_docs(&super::namespace_objects(model))?,
     )?;
-    write_kustomization(
-        &ns_dir.join("kustomization.yaml"),
-        &["namespaces.yaml"],
-        &[],
-    )?;
+    write_kustomization(&ns_dir.join("kustomization.yaml"), &["namespaces.yaml"], &[])?;
 
     // overlays: per cluster, the groups placed there and the patches
     let mut groups_on: Vec<BTreeSet<&str>> = vec![BTreeSet::new(); model.clusters.len()];
@@ -86,9 +82,7 @@ pub fn write(model: &Model, files: &TemplateFiles, dir: &Path) -> Result<()> {
         resources.extend(groups_on[c].iter().map(|g| format!("../../base/{g}")));
         let resources: Vec<&str> = resources.iter().map(String::as_str).collect();
         write_kustomization(
-            &dir.join("overlays")
-                .join(&cluster.name)
-                .join("kustomization.yaml"),
+            &dir.join("overlays").join(&cluster.name).join("kustomization.yaml"),
             &resources,
             &patches[c],
         )?;

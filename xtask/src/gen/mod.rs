@@ -34,6 +34,9 @@ const FLEET_WIDE: &str = "flotilla.dev/fleet-wide";
 
 /// Generates the model, writes the repository to `out` and, when asked, the kustomize tree.
 pub fn generate(params: &Params, out: &Path, kustomize_dir: Option<&Path>) -> Result<Model> {
+    if params.clusters == 0 || params.propagation_policies == 0 {
+        bail!("--clusters and --propagation-policies must be at least 1");
+    }
     let model = Model::generate(params);
     let marker = json!({
         "templates": params.templates,
@@ -74,8 +77,7 @@ fn prepare_dir(dir: &Path, marker: &str) -> Result<()> {
 
 pub(crate) fn write_file(path: &Path, contents: &str) -> Result<()> {
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("creating {}", parent.display()))?;
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }
     std::fs::write(path, contents).with_context(|| format!("writing {}", path.display()))
 }
@@ -121,10 +123,7 @@ fn write_repo(model: &Model, out: &Path) -> Result<TemplateFiles> {
             },
             "spec": {"provider": c.provider, "region": c.region, "zones": c.zones},
         });
-        write_file(
-            &out.join(format!("clusters/{}.yaml", c.name)),
-            &yaml_docs([&doc])?,
-        )?;
+        write_file(&out.join(format!("clusters/{}.yaml", c.name)), &yaml_docs([&doc])?)?;
     }
 
     write_file(
@@ -159,28 +158,18 @@ fn write_repo(model: &Model, out: &Path) -> Result<TemplateFiles> {
 
     let mut pps: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
     for g in &model.groups {
-        pps.entry(&g.namespace)
-            .or_default()
-            .push(propagation_policy(model, g));
+        pps.entry(&g.namespace).or_default().push(propagation_policy(model, g));
     }
     for (ns, docs) in pps {
-        write_file(
-            &out.join(format!("policies/propagation/{ns}.yaml")),
-            &yaml_docs(&docs)?,
-        )?;
+        write_file(&out.join(format!("policies/propagation/{ns}.yaml")), &yaml_docs(&docs)?)?;
     }
 
     let mut ops: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
     for o in &model.overrides {
-        ops.entry(&o.namespace)
-            .or_default()
-            .push(override_policy(model, o));
+        ops.entry(&o.namespace).or_default().push(override_policy(model, o));
     }
     for (ns, docs) in ops {
-        write_file(
-            &out.join(format!("policies/overrides/{ns}.yaml")),
-            &yaml_docs(&docs)?,
-        )?;
+        write_file(&out.join(format!("policies/overrides/{ns}.yaml")), &yaml_docs(&docs)?)?;
     }
     Ok(files)
 }
@@ -199,11 +188,7 @@ fn group_selectors(group: &str, kinds: &[model::Kind]) -> Value {
 }
 
 fn propagation_policy(model: &Model, g: &model::Group) -> Value {
-    let names: Vec<&str> = g
-        .clusters
-        .iter()
-        .map(|&c| model.clusters[c].name.as_str())
-        .collect();
+    let names: Vec<&str> = g.clusters.iter().map(|&c| model.clusters[c].name.as_str()).collect();
     let mut placement = json!({"clusterAffinity": {"clusterNames": names}});
     if let Some(weights) = &g.weights {
         let list: Vec<Value> = names
@@ -243,10 +228,7 @@ fn override_policy(model: &Model, o: &model::OverridePolicy) -> Value {
         .map(|r| {
             let target = match &r.target {
                 Target::Names(names) => {
-                    let names: Vec<&str> = names
-                        .iter()
-                        .map(|&c| model.clusters[c].name.as_str())
-                        .collect();
+                    let names: Vec<&str> = names.iter().map(|&c| model.clusters[c].name.as_str()).collect();
                     json!({"clusterNames": names})
                 }
                 Target::Region(region) => {
@@ -261,10 +243,7 @@ fn override_policy(model: &Model, o: &model::OverridePolicy) -> Value {
                 );
             }
             if let Some((k, v)) = &r.label {
-                overriders.insert(
-                    "labelsOverrider".into(),
-                    json!([{"operator": "add", "value": {k: v}}]),
-                );
+                overriders.insert("labelsOverrider".into(), json!([{"operator": "add", "value": {k: v}}]));
             }
             match &r.plaintext {
                 Some(Plaintext::Replicas(n)) => {
@@ -274,10 +253,7 @@ fn override_policy(model: &Model, o: &model::OverridePolicy) -> Value {
                     );
                 }
                 Some(Plaintext::Annotation { key, value }) => {
-                    let path = format!(
-                        "/metadata/annotations/{}",
-                        key.replace('~', "~0").replace('/', "~1")
-                    );
+                    let path = format!("/metadata/annotations/{}", key.replace('~', "~0").replace('/', "~1"));
                     overriders.insert(
                         "plaintext".into(),
                         json!([{"path": path, "operator": "add", "value": value}]),

@@ -35,12 +35,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [
-        Kind::Deployment,
-        Kind::StatefulSet,
-        Kind::Service,
-        Kind::ConfigMap,
-    ];
+    pub const ALL: [Kind; 4] = [Kind::Deployment, Kind::StatefulSet, Kind::Service, Kind::ConfigMap];
 
     pub fn api_version(self) -> &'static str {
         match self {
@@ -151,9 +146,7 @@ const IMAGES: [&str; 8] = [
     "docker.io/envoyproxy/envoy:v1.31.2",
 ];
 const SIDECAR_IMAGE: &str = "ghcr.io/acme/log-shipper:0.9.4";
-const TEAMS: [&str; 6] = [
-    "payments", "search", "checkout", "identity", "platform", "data",
-];
+const TEAMS: [&str; 6] = ["payments", "search", "checkout", "identity", "platform", "data"];
 
 fn width(n: usize, min: usize) -> usize {
     n.saturating_sub(1).to_string().len().max(min)
@@ -189,9 +182,7 @@ impl Model {
             .map(|g| {
                 let n = rng.range(3, 10) as usize;
                 let chosen = rng.sample(p.clusters, n);
-                let weights = rng
-                    .chance(20)
-                    .then(|| chosen.iter().map(|_| rng.range(1, 4)).collect());
+                let weights = rng.chance(20).then(|| chosen.iter().map(|_| rng.range(1, 4)).collect());
                 let name = format!("g{g:0gw$}");
                 Group {
                     policy_name: format!("place-{name}"),
@@ -217,11 +208,7 @@ impl Model {
                     _ => Kind::ConfigMap,
                 };
                 let group = &mut groups[g];
-                let names: Vec<&str> = group
-                    .clusters
-                    .iter()
-                    .map(|&c| clusters[c].name.as_str())
-                    .collect();
+                let names: Vec<&str> = group.clusters.iter().map(|&c| clusters[c].name.as_str()).collect();
                 let divided = group.weights.as_deref().map(|w| (w, names.as_slice()));
                 let name = match kind {
                     Kind::Deployment => format!("app-{i:0tw$}"),
@@ -250,10 +237,7 @@ impl Model {
             .map(|o| {
                 let g = rng.below(groups.len() as u64) as usize;
                 let group = &groups[g];
-                let has_workload = group
-                    .templates
-                    .iter()
-                    .any(|&t| templates[t].kind.is_workload());
+                let has_workload = group.templates.iter().any(|&t| templates[t].kind.is_workload());
                 let workloads_only = has_workload && rng.chance(50);
                 let rules = (0..rng.range(1, 3))
                     .map(|_| override_rule(&mut rng, &clusters, group, workloads_only))
@@ -278,12 +262,7 @@ impl Model {
     }
 }
 
-fn override_rule(
-    rng: &mut SplitMix64,
-    clusters: &[Cluster],
-    group: &Group,
-    workloads_only: bool,
-) -> Rule {
+fn override_rule(rng: &mut SplitMix64, clusters: &[Cluster], group: &Group, workloads_only: bool) -> Rule {
     let target = if rng.chance(30) {
         Target::Region(clusters[rng.pick(&group.clusters)].region.clone())
     } else {
@@ -309,12 +288,9 @@ fn override_rule(
                 clusters[rng.below(clusters.len() as u64) as usize].region
             )
         }),
-        label: rng.chance(50).then(|| {
-            (
-                "flotilla.dev/rollout-wave".to_string(),
-                format!("w{}", rng.below(4)),
-            )
-        }),
+        label: rng
+            .chance(50)
+            .then(|| ("flotilla.dev/rollout-wave".to_string(), format!("w{}", rng.below(4)))),
         plaintext: None,
     };
     if rng.chance(50) || (rule.registry.is_none() && rule.label.is_none()) {

@@ -24,9 +24,7 @@ pub fn webster(total: u64, weights: &[u64], names: &[&str]) -> Vec<u64> {
                     let lhs = u128::from(weights[i]) * u128::from(2 * seats[b] + 1);
                     let rhs = u128::from(weights[b]) * u128::from(2 * seats[i] + 1);
                     let better = lhs > rhs
-                        || (lhs == rhs
-                            && (seats[i] < seats[b]
-                                || (seats[i] == seats[b] && names[i] < names[b])));
+                        || (lhs == rhs && (seats[i] < seats[b] || (seats[i] == seats[b] && names[i] < names[b])));
                     if better {
                         i
                     } else {
@@ -88,9 +86,7 @@ fn replace_registry(image: &str, registry: &str) -> String {
 fn apply_rule(object: &mut Value, kind: Kind, rule: &Rule) {
     if let Some(registry) = &rule.registry {
         if kind.is_workload() {
-            if let Some(containers) =
-                object["spec"]["template"]["spec"]["containers"].as_array_mut()
-            {
+            if let Some(containers) = object["spec"]["template"]["spec"]["containers"].as_array_mut() {
                 for c in containers {
                     if let Some(image) = c["image"].as_str() {
                         c["image"] = Value::String(replace_registry(image, registry));
@@ -104,9 +100,7 @@ fn apply_rule(object: &mut Value, kind: Kind, rule: &Rule) {
     }
     match &rule.plaintext {
         Some(Plaintext::Replicas(n)) => object["spec"]["replicas"] = json!(n),
-        Some(Plaintext::Annotation { key, value }) => {
-            object["metadata"]["annotations"][key] = json!(value)
-        }
+        Some(Plaintext::Annotation { key, value }) => object["metadata"]["annotations"][key] = json!(value),
         None => {}
     }
 }
@@ -125,13 +119,7 @@ pub fn overrides_for(model: &Model, t: usize) -> Vec<&OverridePolicy> {
 }
 
 /// The object flotilla must render for template `t` on `cluster`.
-pub fn rendered(
-    model: &Model,
-    t: usize,
-    cluster: usize,
-    replicas: Option<u64>,
-    ops: &[&OverridePolicy],
-) -> Value {
+pub fn rendered(model: &Model, t: usize, cluster: usize, replicas: Option<u64>, ops: &[&OverridePolicy]) -> Value {
     let template = &model.templates[t];
     let mut object = template.object.clone();
     if let Some(r) = replicas {
@@ -216,7 +204,8 @@ mod tests {
     #[test]
     fn diff_produces_minimal_ops() {
         let a = json!({"metadata": {"labels": {"x": "1"}}, "spec": {"replicas": 3, "c": [{"image": "a/b"}]}});
-        let b = json!({"metadata": {"labels": {"x": "1", "k/v": "2"}}, "spec": {"replicas": 2, "c": [{"image": "r/b"}]}});
+        let b =
+            json!({"metadata": {"labels": {"x": "1", "k/v": "2"}}, "spec": {"replicas": 2, "c": [{"image": "r/b"}]}});
         assert_eq!(
             diff(&a, &b),
             vec![
