@@ -35,6 +35,11 @@ pub fn render(args: &RepoArgs, clusters: &[String], out: Option<&Path>, format: 
     }
     let opts = RenderOptions {
         clusters: clusters.to_vec(),
+        emit: if out.is_none() && format == RenderFormat::Json {
+            render::Emit::Json
+        } else {
+            render::Emit::Values
+        },
         ..RenderOptions::default()
     };
     let (output, _) = render::pipeline::run(&repo, &opts);
@@ -113,7 +118,7 @@ pub fn explain(args: &RepoArgs, object: &str, namespace: Option<&str>, format: F
 pub fn validate(args: &RepoArgs, format: Format) -> Result<ExitCode> {
     let snapshot = source::read(&args.repo, args.rev.as_deref())?;
     let opts = RenderOptions {
-        discard_objects: true,
+        emit: render::Emit::Nothing,
         ..RenderOptions::default()
     };
     let output = render::render(&snapshot, &opts);

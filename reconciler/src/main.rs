@@ -1,16 +1,7 @@
-//! # flotilla: the command-line binary
-//!
-//! This crate is glue: it parses the command line, reads repositories ([`source`]), calls the pure
-//! `render` crate, and prints. Everything that touches the outside world lives here (Git today;
-//! clusters, the daemon and the HTTP server as they arrive).
-//!
-//! Exit codes everywhere: 0 success / no difference, 1 findings (error diagnostics, differences),
-//! 2 usage or internal failure.
+//! The `flotilla` binary: parses the command line and dispatches to the `reconciler` library.
+//! Nothing else lives here.
 
-mod commands;
-mod diff;
-mod print;
-mod source;
+use reconciler::{commands, diff, Format, RenderFormat, RepoArgs};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -38,30 +29,6 @@ struct Cli {
 enum LogFormat {
     Text,
     Json,
-}
-
-/// Output format of diagnostics-only commands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    Text,
-    Json,
-}
-
-/// Output format of `render`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum RenderFormat {
-    Yaml,
-    Json,
-}
-
-#[derive(clap::Args, Debug, Clone)]
-pub struct RepoArgs {
-    /// The repository: a directory (its working tree), or with --rev a directory inside a Git repository.
-    #[arg(long, default_value = ".")]
-    repo: PathBuf,
-    /// Read this commit from the Git object database instead of the working tree.
-    #[arg(long)]
-    rev: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]

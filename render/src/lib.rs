@@ -58,7 +58,7 @@ pub mod snapshot;
 pub mod yaml;
 
 pub use diagnostic::{Diagnostic, Severity};
-pub use pipeline::{Output, RenderOptions};
+pub use pipeline::{Emit, Output, RenderOptions};
 pub use snapshot::{RepoConfig, Snapshot, SourceFile};
 
 use serde::Serialize;
@@ -115,66 +115,41 @@ impl Output {
         })
     }
 
-    /// Writes the JSON document compactly, with a trailing newline. Byte-identical to serialising
-    /// [`Output::to_json`] compactly, but faster on large outputs: clusters are serialised on several
-    /// threads, and an object shared by several clusters (unchanged template) is serialised once.
+    /// Writes the JSON document compactly, with a trailing newline: byte-identical to serialising
+    /// [`Output::to_json`] compactly. With [`Emit::Json`] the objects were serialised during the render.
     pub fn write_json<W: std::io::Write>(&self, mut w: W) -> std::io::Result<()> {
-        let names: Vec<&String> = self.clusters.keys().collect();
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
-        let chunk = names.len().div_ceil(threads).max(1);
-        let bufs: Vec<std::io::Result<Vec<u8>>> = std::thread::scope(|s| {
-            let handles: Vec<_> = names
-                .chunks(chunk)
-                .map(|part| s.spawn(move || self.serialize_clusters(part)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(std::io::Error::other("a serialising thread panicked")))
-                })
-                .collect()
-        });
         w.write_all(b"{\"clusters\":{")?;
-        for b in bufs {
-            w.write_all(&b?)?;
+        let mut first = true;
+        let mut entry = |w: &mut W, name: &str, body: &[u8]| -> std::io::Result<()> {
+            if !std::mem::take(&mut first) {
+                w.write_all(b",")?;
+            }
+            serde_json::to_writer(&mut *w, name)?;
+            w.write_all(b":[")?;
+            w.write_all(body)?;
+            w.write_all(b"]")
+        };
+        match &self.json {
+            Some(json) => {
+                for (name, body) in json {
+                    entry(&mut w, name, body)?;
+                }
+            }
+            None => {
+                for (name, objs) in &self.clusters {
+                    let mut body = Vec::new();
+                    for (i, obj) in objs.iter().enumerate() {
+                        if i > 0 {
+                            body.push(b',');
+                        }
+                        serde_json::to_writer(&mut body, obj.as_ref())?;
+                    }
+                    entry(&mut w, name, &body)?;
+                }
+            }
         }
         w.write_all(b"},\"diagnostics\":")?;
         serde_json::to_writer(&mut w, &self.diagnostics)?;
         w.write_all(b"}\n")
-    }
-
-    /// `"name":[...]` for each cluster of `names` (comma-separated, with a leading comma unless the
-    /// first cluster of the output is among them).
-    fn serialize_clusters(&self, names: &[&String]) -> std::io::Result<Vec<u8>> {
-        let mut buf = Vec::new();
-        let mut cache: std::collections::HashMap<*const serde_json::Value, (usize, usize)> = Default::default();
-        let first = self.clusters.keys().next();
-        for name in names {
-            if Some(*name) != first {
-                buf.push(b',');
-            }
-            serde_json::to_writer(&mut buf, name)?;
-            buf.extend_from_slice(b":[");
-            for (i, obj) in self.clusters.get(*name).into_iter().flatten().enumerate() {
-                if i > 0 {
-                    buf.push(b',');
-                }
-                let ptr = std::sync::Arc::as_ptr(obj);
-                let shared = std::sync::Arc::strong_count(obj) > 1;
-                match cache.get(&ptr) {
-                    Some(&(start, end)) => buf.extend_from_within(start..end),
-                    None => {
-                        let start = buf.len();
-                        serde_json::to_writer(&mut buf, obj.as_ref())?;
-                        if shared {
-                            cache.insert(ptr, (start, buf.len()));
-                        }
-                    }
-                }
-            }
-            buf.push(b']');
-        }
-        Ok(buf)
     }
 }

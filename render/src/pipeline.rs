@@ -32,6 +32,8 @@ pub struct Output {
     /// cluster gets unchanged are shared with the template (and with other clusters).
     pub clusters: BTreeMap<String, Vec<Arc<Value>>>,
     pub diagnostics: Vec<Diagnostic>,
+    /// With [`Emit::Json`]: per cluster, the objects' compact JSON, comma-separated, in apply order.
+    pub(crate) json: Option<BTreeMap<String, Vec<u8>>>,
 }
 
 /// A fully traced render of one template, for `explain`.
@@ -50,8 +52,22 @@ pub struct RenderOptions {
     pub clusters: Vec<String>,
     /// Trace these templates (for explain).
     pub trace: Vec<ObjectRef>,
-    /// Check everything but keep no objects (`validate`): saves the memory of the output.
-    pub discard_objects: bool,
+    /// What to keep of the rendered objects.
+    pub emit: Emit,
+}
+
+/// What a render keeps of the objects it produces.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Emit {
+    /// Objects as JSON values in [`Output::clusters`].
+    #[default]
+    Values,
+    /// Compact JSON text only, serialised as soon as each object is produced (for `render --format
+    /// json`): the memory of one serialised object instead of one parsed object per placement.
+    /// [`Output::clusters`] stays empty; [`Output::write_json`] writes the text.
+    Json,
+    /// Nothing (`validate`): every check runs, no object is kept.
+    Nothing,
 }
 
 /// The replica facts Karmada's interpreter derives from a template.
@@ -99,6 +115,11 @@ pub fn apply_rank(group: &str, kind: &str) -> u8 {
         ("rbac.authorization.k8s.io", "ClusterRole" | "ClusterRoleBinding") => 2,
         _ => 3,
     }
+}
+
+/// The full apply-order key of a template.
+fn apply_key(t: &Template) -> (u8, &str, &str, &str, &str) {
+    (apply_rank(&t.group, &t.kind), &t.group, &t.kind, &t.namespace, &t.name)
 }
 
 /// Renders a loaded repository.
@@ -279,17 +300,22 @@ pub fn run(repo: &Repo<'_>, opts: &RenderOptions) -> (Output, Vec<Trace>) {
         wanted: &wanted,
         opts,
     };
-    let n = repo.templates.len();
+    // Templates are visited in apply order, so each cluster's objects come out sorted and the
+    // contiguous chunks of the threads concatenate in order.
+    let mut order: Vec<usize> = (0..repo.templates.len()).collect();
+    order.sort_by(|&a, &b| apply_key(&repo.templates[a]).cmp(&apply_key(&repo.templates[b])));
+    let n = order.len();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
     let parts: Vec<Partial> = if n < 512 || threads < 2 {
-        vec![ctx.render_range(0..n)]
+        vec![ctx.render_range(&order)]
     } else {
         let chunk = n.div_ceil(threads);
         std::thread::scope(|s| {
-            let handles: Vec<_> = (0..threads)
-                .map(|k| {
+            let handles: Vec<_> = order
+                .chunks(chunk)
+                .map(|part| {
                     let ctx = &ctx;
-                    s.spawn(move || ctx.render_range(k * chunk..((k + 1) * chunk).min(n)))
+                    s.spawn(move || ctx.render_range(part))
                 })
                 .collect();
             handles.into_iter().filter_map(|h| h.join().ok()).collect()
@@ -303,12 +329,21 @@ pub fn run(repo: &Repo<'_>, opts: &RenderOptions) -> (Output, Vec<Trace>) {
             "internal error: a render thread panicked",
         ));
     }
-    let mut per_cluster: Vec<Vec<(u8, usize, Arc<Value>)>> = vec![Vec::new(); clusters.len()];
+    let mut per_cluster: Vec<Vec<Arc<Value>>> = vec![Vec::new(); clusters.len()];
+    let mut json: Vec<Vec<u8>> = vec![Vec::new(); clusters.len()];
     let mut traces = Vec::new();
     let (mut shared, mut modified) = (0usize, 0usize);
     for part in parts {
         for (c, objs) in part.per_cluster.into_iter().enumerate() {
             per_cluster[c].extend(objs);
+        }
+        for (c, bytes) in part.json.into_iter().enumerate() {
+            if !bytes.is_empty() {
+                if !json[c].is_empty() {
+                    json[c].push(b',');
+                }
+                json[c].extend_from_slice(&bytes);
+            }
         }
         diags.extend(part.diags);
         traces.extend(part.traces);
@@ -318,29 +353,28 @@ pub fn run(repo: &Repo<'_>, opts: &RenderOptions) -> (Output, Vec<Trace>) {
     diags.extend(index.unused_warnings());
     tracing::debug!(shared, modified, "placements rendered");
 
-    // 5. Apply order.
+    // 5. Output (already in apply order).
     let mut out = BTreeMap::new();
-    for (ci, mut objs) in per_cluster.into_iter().enumerate() {
+    let mut json_out = BTreeMap::new();
+    for (ci, (objs, bytes)) in per_cluster.into_iter().zip(json).enumerate() {
         if !wanted[ci] {
             continue;
         }
-        objs.sort_by(|a, b| {
-            let (ta, tb) = (&repo.templates[a.1], &repo.templates[b.1]);
-            (a.0, &ta.group, &ta.kind, &ta.namespace, &ta.name).cmp(&(
-                b.0,
-                &tb.group,
-                &tb.kind,
-                &tb.namespace,
-                &tb.name,
-            ))
-        });
-        out.insert(clusters[ci].name.clone(), objs.into_iter().map(|(_, _, v)| v).collect());
+        match opts.emit {
+            Emit::Json => {
+                json_out.insert(clusters[ci].name.clone(), bytes);
+            }
+            Emit::Values | Emit::Nothing => {
+                out.insert(clusters[ci].name.clone(), objs);
+            }
+        }
     }
     crate::diagnostic::finish(&mut diags);
     (
         Output {
             clusters: out,
             diagnostics: diags,
+            json: (opts.emit == Emit::Json).then_some(json_out),
         },
         traces,
     )
@@ -368,7 +402,9 @@ fn job_completions(
 
 /// What one thread of step 4 produces.
 struct Partial {
-    per_cluster: Vec<Vec<(u8, usize, Arc<Value>)>>,
+    per_cluster: Vec<Vec<Arc<Value>>>,
+    /// With [`Emit::Json`]: per cluster, comma-separated compact JSON.
+    json: Vec<Vec<u8>>,
     diags: Vec<Diagnostic>,
     traces: Vec<Trace>,
     shared: usize,
@@ -385,17 +421,47 @@ struct Ctx<'a, 'r> {
 }
 
 impl Ctx<'_, '_> {
-    fn render_range(&self, range: std::ops::Range<usize>) -> Partial {
+    /// Keeps one rendered object per the emit mode. `bytes` caches the serialised form of a shared
+    /// (unchanged) template across its clusters.
+    fn keep(&self, out: &mut Partial, c: usize, obj: Arc<Value>, cache: Option<&mut Option<Vec<u8>>>) {
+        if !self.wanted[c] {
+            return;
+        }
+        match self.opts.emit {
+            Emit::Nothing => {}
+            Emit::Values => out.per_cluster[c].push(obj),
+            Emit::Json => {
+                let buf = &mut out.json[c];
+                if !buf.is_empty() {
+                    buf.push(b',');
+                }
+                match cache {
+                    Some(slot) => {
+                        let bytes = slot.get_or_insert_with(|| serde_json::to_vec(obj.as_ref()).unwrap_or_default());
+                        buf.extend_from_slice(bytes);
+                    }
+                    // Serialising a `Value` into memory cannot fail (string keys, finite numbers).
+                    None => {
+                        let _ = serde_json::to_writer(&mut *buf, obj.as_ref());
+                    }
+                }
+            }
+        }
+    }
+
+    fn render_range(&self, templates: &[usize]) -> Partial {
         let clusters = &self.repo.clusters;
         let mut out = Partial {
+            json: vec![Vec::new(); clusters.len()],
             per_cluster: vec![Vec::new(); clusters.len()],
             diags: Vec::new(),
             traces: Vec::new(),
             shared: 0,
             modified: 0,
         };
-        for i in range {
+        for &i in templates {
             let t = &self.repo.templates[i];
+            let mut cache: Option<Vec<u8>> = None;
             let p = &self.placed[i];
             let tracing = !self.opts.trace.is_empty() && self.opts.trace.contains(&t.object_ref());
             let mut trace = Trace {
@@ -412,15 +478,11 @@ impl Ctx<'_, '_> {
             let policies = self.index.policies_for(t);
             // A Divided Job's completions are split by the assigned parallelism.
             let completions = job_completions(t, &p.targets, clusters);
-            let rank = apply_rank(&t.group, &t.kind);
             for (k, (c, replicas)) in p.targets.iter().enumerate() {
-                let keep = self.wanted[*c] && !self.opts.discard_objects;
                 if replicas.is_none() && !tracing && !self.index.targets_any(&policies, *c) {
                     // Unchanged on this cluster: share the template.
                     out.shared += 1;
-                    if keep {
-                        out.per_cluster[*c].push((rank, i, Arc::clone(&t.value)));
-                    }
+                    self.keep(&mut out, *c, Arc::clone(&t.value), Some(&mut cache));
                     continue;
                 }
                 // Dry-run overrides for every targeted cluster even when it is filtered out of the
@@ -442,9 +504,7 @@ impl Ctx<'_, '_> {
                         if tracing {
                             trace.overrides.push((*c, steps, None));
                         }
-                        if keep {
-                            out.per_cluster[*c].push((rank, i, Arc::new(obj)));
-                        }
+                        self.keep(&mut out, *c, Arc::new(obj), None);
                     }
                     Err(d) => {
                         if tracing {

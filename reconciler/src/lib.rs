@@ -1,0 +1,49 @@
+//! # reconciler: everything of flotilla that touches the outside world
+//!
+//! The `flotilla` binary (`src/main.rs`) is glue over this library: it parses the command line and
+//! calls [`commands`]. The library reads repositories ([`source`]: a working tree, or a commit
+//! straight from the Git object database), calls the pure `render` crate, and prints ([`print`],
+//! [`diff`]). Clusters, the daemon and the HTTP server will live here too: `render` stays pure.
+//!
+//! Key decision: repository reading is the only place where paths, symlinks and sizes are judged;
+//! `render` receives bytes. Exit codes everywhere: 0 success / no difference, 1 findings (error
+//! diagnostics, differences), 2 usage or internal failure.
+//!
+//! ```no_run
+//! let snapshot = reconciler::source::read(std::path::Path::new("examples-repo"), None)?;
+//! let out = render::render(&snapshot, &render::RenderOptions::default());
+//! println!("{} clusters", out.clusters.len());
+//! # Ok::<(), anyhow::Error>(())
+//! ```
+
+pub mod commands;
+pub mod diff;
+pub mod print;
+pub mod source;
+
+use clap::ValueEnum;
+use std::path::PathBuf;
+
+/// Output format of diagnostics-only commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// Output format of `render`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RenderFormat {
+    Yaml,
+    Json,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct RepoArgs {
+    /// The repository: a directory (its working tree), or with --rev a directory inside a Git repository.
+    #[arg(long, default_value = ".")]
+    pub repo: PathBuf,
+    /// Read this commit from the Git object database instead of the working tree.
+    #[arg(long)]
+    pub rev: Option<String>,
+}

@@ -1,0 +1,47 @@
+//! # flotilla-tests: cross-crate and end-to-end tests
+//!
+//! Tests here exercise several crates together on real inputs: the example repository read by the
+//! real reader (`reconciler::source`) from the working tree or from a real Git commit, rendered by
+//! `render`. The helpers below are shared by the test binaries in `tests/`.
+//!
+//! The harness that starts real local kube-apiservers (see `../shared/TESTING.md`) will live here
+//! too, so that every crate's end-to-end tests can share it.
+
+use std::path::{Path, PathBuf};
+
+/// The repository's `examples-repo/`.
+pub fn examples_repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples-repo")
+}
+
+/// Copies a directory tree (files only), for tests that modify a repository.
+pub fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        let dst = to.join(e.file_name());
+        if e.file_type()?.is_dir() {
+            copy_tree(&e.path(), &dst)?;
+        } else {
+            std::fs::copy(e.path(), dst)?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs `git` in `dir` with a fixed identity; panics with git's stderr on failure (test helper).
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "flotilla-tests")
+        .env("GIT_AUTHOR_EMAIL", "tests@flotilla.invalid")
+        .env("GIT_COMMITTER_NAME", "flotilla-tests")
+        .env("GIT_COMMITTER_EMAIL", "tests@flotilla.invalid")
+        .output();
+    match out {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
+        Ok(o) => panic!("git {args:?} failed: {}", String::from_utf8_lossy(&o.stderr)),
+        Err(e) => panic!("git {args:?} could not run (is git installed?): {e}"),
+    }
+}
