@@ -120,19 +120,25 @@ impl Output {
     pub fn write_json<W: std::io::Write>(&self, mut w: W) -> std::io::Result<()> {
         w.write_all(b"{\"clusters\":{")?;
         let mut first = true;
-        let mut entry = |w: &mut W, name: &str, body: &[u8]| -> std::io::Result<()> {
+        let mut entry = |w: &mut W, name: &str, segments: &[&[u8]]| -> std::io::Result<()> {
             if !std::mem::take(&mut first) {
                 w.write_all(b",")?;
             }
             serde_json::to_writer(&mut *w, name)?;
             w.write_all(b":[")?;
-            w.write_all(body)?;
+            for (i, seg) in segments.iter().enumerate() {
+                if i > 0 {
+                    w.write_all(b",")?;
+                }
+                w.write_all(seg)?;
+            }
             w.write_all(b"]")
         };
         match &self.json {
             Some(json) => {
-                for (name, body) in json {
-                    entry(&mut w, name, body)?;
+                for (name, segments) in json {
+                    let segs: Vec<&[u8]> = segments.iter().map(Vec::as_slice).collect();
+                    entry(&mut w, name, &segs)?;
                 }
             }
             None => {
@@ -144,7 +150,7 @@ impl Output {
                         }
                         serde_json::to_writer(&mut body, obj.as_ref())?;
                     }
-                    entry(&mut w, name, &body)?;
+                    entry(&mut w, name, &[&body])?;
                 }
             }
         }

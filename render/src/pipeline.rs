@@ -32,8 +32,9 @@ pub struct Output {
     /// cluster gets unchanged are shared with the template (and with other clusters).
     pub clusters: BTreeMap<String, Vec<Arc<Value>>>,
     pub diagnostics: Vec<Diagnostic>,
-    /// With [`Emit::Json`]: per cluster, the objects' compact JSON, comma-separated, in apply order.
-    pub(crate) json: Option<BTreeMap<String, Vec<u8>>>,
+    /// With [`Emit::Json`]: per cluster, segments of the objects' compact JSON (each segment
+    /// comma-separated inside, segments in apply order; joined with commas when written).
+    pub(crate) json: Option<BTreeMap<String, Vec<Vec<u8>>>>,
 }
 
 /// A fully traced render of one template, for `explain`.
@@ -330,7 +331,7 @@ pub fn run(repo: &Repo<'_>, opts: &RenderOptions) -> (Output, Vec<Trace>) {
         ));
     }
     let mut per_cluster: Vec<Vec<Arc<Value>>> = vec![Vec::new(); clusters.len()];
-    let mut json: Vec<Vec<u8>> = vec![Vec::new(); clusters.len()];
+    let mut json: Vec<Vec<Vec<u8>>> = vec![Vec::new(); clusters.len()];
     let mut traces = Vec::new();
     let (mut shared, mut modified) = (0usize, 0usize);
     for part in parts {
@@ -339,10 +340,7 @@ pub fn run(repo: &Repo<'_>, opts: &RenderOptions) -> (Output, Vec<Trace>) {
         }
         for (c, bytes) in part.json.into_iter().enumerate() {
             if !bytes.is_empty() {
-                if !json[c].is_empty() {
-                    json[c].push(b',');
-                }
-                json[c].extend_from_slice(&bytes);
+                json[c].push(bytes);
             }
         }
         diags.extend(part.diags);

@@ -71,8 +71,13 @@ proptest! {
     }
 
     /// Values written as YAML by serde_yaml read back identical (strings stay strings, numbers numbers).
+    ///
+    /// Found by this test at 20,000 cases: libyaml's emitter (serde_yaml; go-yaml is the same family)
+    /// treats U+2028, U+2029 and U+0085 as line breaks (YAML 1.1) and writes indentation after them inside
+    /// quoted scalars; flotilla's loader follows YAML 1.2, where they are ordinary characters, so that
+    /// indentation would become content. Documented in docs/reference.md; such strings are left out here.
     #[test]
-    fn yaml_round_trip(v in value()) {
+    fn yaml_round_trip(v in value().prop_filter("YAML 1.1 line-break characters", |v| !has_11_breaks(v))) {
         let text = serde_yaml::to_string(&v).unwrap();
         let docs = load_yaml(&text, Limits::default()).unwrap_or_else(|e| panic!("{e}\n{text}"));
         if v.is_null() {
@@ -111,6 +116,17 @@ proptest! {
         for d in &a.diagnostics {
             prop_assert!(!d.file.is_empty());
         }
+    }
+}
+
+fn has_11_breaks(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains(['\u{2028}', '\u{2029}', '\u{85}']),
+        Value::Array(a) => a.iter().any(has_11_breaks),
+        Value::Object(m) => m
+            .iter()
+            .any(|(k, v)| k.contains(['\u{2028}', '\u{2029}', '\u{85}']) || has_11_breaks(v)),
+        _ => false,
     }
 }
 
