@@ -100,9 +100,10 @@ pub enum OverriderKind {
     Plaintext,
 }
 
-impl fmt::Display for OverriderKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl OverriderKind {
+    /// Karmada's field name of the overrider list (`imageOverrider`, ..., `plaintext`).
+    pub fn field(self) -> &'static str {
+        match self {
             OverriderKind::Image => "imageOverrider",
             OverriderKind::Command => "commandOverrider",
             OverriderKind::Args => "argsOverrider",
@@ -110,7 +111,13 @@ impl fmt::Display for OverriderKind {
             OverriderKind::Annotations => "annotationsOverrider",
             OverriderKind::Field => "fieldOverrider",
             OverriderKind::Plaintext => "plaintext",
-        })
+        }
+    }
+}
+
+impl fmt::Display for OverriderKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.field())
     }
 }
 

@@ -14,6 +14,19 @@ fn unreadable(path: &str, msg: String) -> Diagnostic {
     Diagnostic::error(code::UNREADABLE, path, Pos { line: 1, column: 0 }, msg)
 }
 
+/// The diagnostic for a file over `maxFileSize`, which is then not read.
+fn oversized(rel: &str, size: u64, config: &RepoConfig) -> Option<Diagnostic> {
+    (size > config.max_file_size()).then(|| {
+        unreadable(
+            rel,
+            format!(
+                "file is {size} bytes, over the limit of {} bytes (maxFileSize in {CONFIG_FILE}); not read",
+                config.max_file_size()
+            ),
+        )
+    })
+}
+
 fn config_from(bytes: Option<&[u8]>) -> RepoConfig {
     bytes.map(|b| RepoConfig::parse(b).0).unwrap_or_default()
 }
@@ -98,14 +111,8 @@ fn walk(
             continue;
         };
         let size = std::fs::metadata(&target).map(|m| m.len()).unwrap_or(0);
-        if size > config.max_file_size() {
-            diags.push(unreadable(
-                &rel,
-                format!(
-                    "file is {size} bytes, over the limit of {} bytes (maxFileSize in {CONFIG_FILE}); not read",
-                    config.max_file_size()
-                ),
-            ));
+        if let Some(d) = oversized(&rel, size, config) {
+            diags.push(d);
             continue;
         }
         match std::fs::read(&target) {
@@ -219,15 +226,8 @@ pub fn snapshot_of_tree(repo: &git2::Repository, tree: &git2::Tree<'_>, revision
                 }
             }
         }
-        let size = blob.size() as u64;
-        if size > config.max_file_size() {
-            diags.push(unreadable(
-                &rel,
-                format!(
-                    "file is {size} bytes, over the limit of {} bytes (maxFileSize in {CONFIG_FILE}); not read",
-                    config.max_file_size()
-                ),
-            ));
+        if let Some(d) = oversized(&rel, blob.size() as u64, &config) {
+            diags.push(d);
             return git2::TreeWalkResult::Ok;
         }
         files.push(SourceFile {

@@ -65,18 +65,6 @@ fn prepare(repo: &Repo<'_>, p: &OverridePolicy, rejected: bool) -> Option<Prepar
     Some(Prepared { rules, targets })
 }
 
-fn kind_field(k: OverriderKind) -> &'static str {
-    match k {
-        OverriderKind::Image => "imageOverrider",
-        OverriderKind::Command => "commandOverrider",
-        OverriderKind::Args => "argsOverrider",
-        OverriderKind::Labels => "labelsOverrider",
-        OverriderKind::Annotations => "annotationsOverrider",
-        OverriderKind::Field => "fieldOverrider",
-        OverriderKind::Plaintext => "plaintext",
-    }
-}
-
 impl<'r> OverrideIndex<'r> {
     pub fn new(repo: &'r Repo<'r>, rejected: &Rejected) -> Self {
         let cops = repo
@@ -187,7 +175,7 @@ impl<'r> OverrideIndex<'r> {
                 touched = true;
                 let entry_at = |kind: OverriderKind, index: usize| -> crate::Pos {
                     self.repo
-                        .locate(&policy.origin, &format!("{ptr}/{}/{index}", kind_field(kind)))
+                        .locate(&policy.origin, &format!("{ptr}/{}/{index}", kind.field()))
                 };
                 match apply_overriders(obj, &rule.overriders) {
                     Ok(report) => {
