@@ -131,3 +131,42 @@ pub fn validate(args: &RepoArgs, format: Format) -> Result<ExitCode> {
     std::mem::forget(snapshot);
     Ok(code)
 }
+
+/// Options of `flotilla apply` beyond the repository.
+#[derive(Debug, Clone, Default)]
+pub struct ApplyArgs {
+    pub kubeconfig: Option<std::path::PathBuf>,
+    pub fleet: crate::cluster::fleet::FleetArgs,
+}
+
+/// `flotilla apply`: render, refuse a commit with errors, apply every cluster concurrently.
+pub fn apply(args: &RepoArgs, a: &ApplyArgs, format: Format) -> Result<ExitCode> {
+    use crate::cluster::{changeset, fleet, read_kubeconfig};
+    let snapshot = source::read(&args.repo, args.rev.as_deref())?;
+    let kubeconfig = read_kubeconfig(a.kubeconfig.as_deref())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let outcome = runtime.block_on(fleet::apply_fleet(&snapshot, &kubeconfig, &a.fleet))?;
+    let (sets, diagnostics) = match outcome {
+        fleet::FleetOutcome::Refused(diags) => {
+            print::diagnostics_text(&diags);
+            eprintln!("the commit has error diagnostics: nothing was applied to any cluster");
+            return Ok(ExitCode::from(1));
+        }
+        fleet::FleetOutcome::Applied { sets, diagnostics } => (sets, diagnostics),
+    };
+    let failed = sets.iter().any(changeset::ChangeSet::failed);
+    match format {
+        Format::Text => print!("{}", changeset::table(&sets, false)),
+        Format::Json => {
+            let mut out = std::io::stdout().lock();
+            serde_json::to_writer_pretty(&mut out, &serde_json::json!({ "clusters": sets }))?;
+            writeln!(out)?;
+        }
+    }
+    print::diagnostics_text(&diagnostics);
+    Ok(exit(failed))
+}

@@ -81,26 +81,26 @@ fn redact(obj: &Value, other: Option<&Value>, side: &str) -> Value {
 
 /// Pairs two renders and computes each cluster's changes (clusters of either side).
 pub fn pair(old: &Output, new: &Output) -> Result<Vec<ClusterDiff>> {
-    let mut names: Vec<&String> = old.clusters.keys().chain(new.clusters.keys()).collect();
+    let conv = |o: &Output| -> BTreeMap<String, Vec<Value>> {
+        o.clusters
+            .iter()
+            .map(|(k, v)| (k.clone(), v.iter().map(|x| Value::clone(x)).collect()))
+            .collect()
+    };
+    pair_sets(&conv(old), &conv(new))
+}
+
+/// Pairs two sets of per-cluster objects (two renders, or live and predicted objects) by group, kind,
+/// namespace and name.
+pub fn pair_sets(old: &BTreeMap<String, Vec<Value>>, new: &BTreeMap<String, Vec<Value>>) -> Result<Vec<ClusterDiff>> {
+    let mut names: Vec<&String> = old.keys().chain(new.keys()).collect();
     names.sort();
     names.dedup();
     let empty = Vec::new();
     let mut out = Vec::new();
     for name in names {
-        let a: BTreeMap<Key, &Value> = old
-            .clusters
-            .get(name)
-            .unwrap_or(&empty)
-            .iter()
-            .map(|o| (key(o), o.as_ref()))
-            .collect();
-        let b: BTreeMap<Key, &Value> = new
-            .clusters
-            .get(name)
-            .unwrap_or(&empty)
-            .iter()
-            .map(|o| (key(o), o.as_ref()))
-            .collect();
+        let a: BTreeMap<Key, &Value> = old.get(name).unwrap_or(&empty).iter().map(|o| (key(o), o)).collect();
+        let b: BTreeMap<Key, &Value> = new.get(name).unwrap_or(&empty).iter().map(|o| (key(o), o)).collect();
         let mut cd = ClusterDiff {
             cluster: name.clone(),
             created: 0,
@@ -147,6 +147,115 @@ pub fn pair(old: &Output, new: &Output) -> Result<Vec<ClusterDiff>> {
         out.push(cd);
     }
     Ok(out)
+}
+
+/// Prints diffs in text or JSON form; returns whether anything differs.
+pub fn print_diffs(diffs: &[ClusterDiff], diagnostics: &[render::Diagnostic], format: Format) -> Result<bool> {
+    let differs = diffs.iter().any(|d| !d.changes.is_empty());
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Json => {
+            serde_json::to_writer_pretty(
+                &mut out,
+                &serde_json::json!({"clusters": diffs, "diagnostics": diagnostics}),
+            )?;
+            writeln!(out)?;
+        }
+        Format::Text => {
+            for d in diffs {
+                for c in &d.changes {
+                    out.write_all(c.diff.as_bytes())?;
+                }
+            }
+            for d in diffs {
+                writeln!(
+                    out,
+                    "{}: +{} created ~{} changed -{} deleted",
+                    d.cluster, d.created, d.changed, d.deleted
+                )?;
+            }
+            drop(out);
+            print::diagnostics_text(diagnostics);
+        }
+    }
+    Ok(differs)
+}
+
+/// `flotilla diff --live`: render (`--to REV` or the working tree), then per cluster a server-side dry
+/// run against the live objects.
+pub fn run_live(
+    repo: &Path,
+    to: Option<&str>,
+    kubeconfig: Option<&Path>,
+    clusters: &[String],
+    applyset: Option<&str>,
+    format: Format,
+) -> Result<ExitCode> {
+    use crate::cluster::{apply::Desired, client_for, live, read_kubeconfig, Member};
+    let snap = source::read(repo, to)?;
+    let repo_l = render::repo::load(&snap);
+    let (out, _) = render::pipeline::run(&repo_l, &RenderOptions::default());
+    let kubeconfig = read_kubeconfig(kubeconfig)?;
+    let parent = applyset.unwrap_or(crate::cluster::applyset::PARENT_NAME).to_string();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let mut live_sets = BTreeMap::new();
+    let mut predicted_sets = BTreeMap::new();
+    let mut failed = false;
+    for c in repo_l
+        .clusters
+        .iter()
+        .filter(|c| clusters.is_empty() || clusters.contains(&c.name))
+    {
+        let desired: Vec<Desired> = out
+            .clusters
+            .get(&c.name)
+            .into_iter()
+            .flatten()
+            .map(|o| Desired {
+                obj: Value::clone(o),
+                overwrite: false,
+            })
+            .collect();
+        let result = runtime.block_on(async {
+            let client = client_for(&kubeconfig, c.context())
+                .await
+                .map_err(|e| format!("{e:#}"))?;
+            let member = Member {
+                name: c.name.clone(),
+                context: c.context().to_string(),
+                client,
+            };
+            live::live_sides(&member, &desired, &parent).await
+        });
+        match result {
+            Ok(sides) => {
+                for conflict in &sides.conflicts {
+                    eprintln!(
+                        "{}: {conflict} exists and is not managed by flotilla (left alone under Abort)",
+                        c.name
+                    );
+                }
+                live_sets.insert(c.name.clone(), sides.live);
+                predicted_sets.insert(c.name.clone(), sides.predicted);
+            }
+            Err(e) => {
+                eprintln!("{}: {e}", c.name);
+                failed = true;
+            }
+        }
+    }
+    let diffs = pair_sets(&live_sets, &predicted_sets)?;
+    let differs = print_diffs(&diffs, &out.diagnostics, format)?;
+    Ok(if failed {
+        ExitCode::from(2)
+    } else if differs || out.has_errors() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// `flotilla diff --from REV --to REV`.

@@ -16,6 +16,7 @@
 //! # Ok::<(), anyhow::Error>(())
 //! ```
 
+pub mod cluster;
 pub mod commands;
 pub mod diff;
 pub mod print;

@@ -64,6 +64,32 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Apply every cluster's set with server-side apply (field manager `flotilla`).
+    Apply {
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// The kubeconfig holding one context per cluster (default: $KUBECONFIG, ~/.kube/config).
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+        /// Delete flotilla's objects that left the desired set (ApplySet members only).
+        #[arg(long)]
+        prune: bool,
+        /// Server-side dry run: nothing is persisted.
+        #[arg(long)]
+        dry_run: bool,
+        /// Allow a prune the prune guard would refuse (more than pruneGuard% of a cluster, or everything).
+        #[arg(long)]
+        allow_mass_prune: bool,
+        /// Only these clusters (repeatable).
+        #[arg(long = "cluster")]
+        clusters: Vec<String>,
+        /// Name of the ApplySet parent (ConfigMap in flotilla-system); several repositories may manage
+        /// one cluster side by side under different names.
+        #[arg(long)]
+        applyset: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Show what would change per cluster between two revisions (default: HEAD against the working tree).
     Diff {
         #[arg(long, default_value = ".")]
@@ -77,6 +103,15 @@ enum Command {
         /// Only these clusters (repeatable).
         #[arg(long = "cluster")]
         clusters: Vec<String>,
+        /// Compare with what the clusters hold, via server-side dry-run apply (uses --to or the working tree).
+        #[arg(long, conflicts_with = "from")]
+        live: bool,
+        /// With --live: the kubeconfig holding one context per cluster.
+        #[arg(long, requires = "live")]
+        kubeconfig: Option<PathBuf>,
+        /// With --live: the ApplySet parent name whose members a prune would delete.
+        #[arg(long, requires = "live")]
+        applyset: Option<String>,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
@@ -111,13 +146,52 @@ fn main() -> ExitCode {
             format,
         } => commands::explain(&repo, &object, namespace.as_deref(), format),
         Command::Validate { repo, format } => commands::validate(&repo, format),
+        Command::Apply {
+            repo,
+            kubeconfig,
+            prune,
+            dry_run,
+            allow_mass_prune,
+            clusters,
+            applyset,
+            format,
+        } => commands::apply(
+            &repo,
+            &commands::ApplyArgs {
+                kubeconfig,
+                fleet: reconciler::cluster::fleet::FleetArgs {
+                    prune,
+                    dry_run,
+                    allow_mass_prune,
+                    clusters,
+                    applyset,
+                },
+            },
+            format,
+        ),
         Command::Diff {
             repo,
             from,
             to,
             clusters,
+            live,
+            kubeconfig,
+            applyset,
             format,
-        } => diff::run(&repo, from.as_deref(), to.as_deref(), &clusters, format),
+        } => {
+            if live {
+                diff::run_live(
+                    &repo,
+                    to.as_deref(),
+                    kubeconfig.as_deref(),
+                    &clusters,
+                    applyset.as_deref(),
+                    format,
+                )
+            } else {
+                diff::run(&repo, from.as_deref(), to.as_deref(), &clusters, format)
+            }
+        }
     };
     match result {
         Ok(code) => code,

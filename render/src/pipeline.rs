@@ -32,6 +32,10 @@ pub struct Output {
     /// cluster gets unchanged are shared with the template (and with other clusters).
     pub clusters: BTreeMap<String, Vec<Arc<Value>>>,
     pub diagnostics: Vec<Diagnostic>,
+    /// Templates whose conflict resolution is `Overwrite` (from the propagation policy, or the
+    /// template annotation `work.karmada.io/conflict-resolution`): `apply` adopts an existing object
+    /// flotilla does not own instead of reporting a conflict.
+    pub overwrite: std::collections::BTreeSet<ObjectRef>,
     /// With [`Emit::Json`]: per cluster, segments of the objects' compact JSON (each segment
     /// comma-separated inside, segments in apply order; joined with commas when written).
     pub(crate) json: Option<BTreeMap<String, Vec<Vec<u8>>>>,
@@ -351,6 +355,28 @@ pub fn run(repo: &Repo<'_>, opts: &RenderOptions) -> (Output, Vec<Trace>) {
     diags.extend(index.unused_warnings());
     tracing::debug!(shared, modified, "placements rendered");
 
+    // Conflict resolution per template: the annotation wins over the policy (Karmada's rule).
+    let mut overwrite = std::collections::BTreeSet::new();
+    for (i, t) in repo.templates.iter().enumerate() {
+        let from_policy = placed[i]
+            .policy
+            .map(|r| chooser.policy(r).spec.conflict_resolution.as_deref() == Some("Overwrite"))
+            .unwrap_or(false);
+        let annotation = t
+            .value
+            .pointer("/metadata/annotations/work.karmada.io~1conflict-resolution")
+            .and_then(Value::as_str)
+            .map(str::to_ascii_lowercase);
+        let yes = match annotation.as_deref() {
+            Some("overwrite") => true,
+            Some("abort") => false,
+            _ => from_policy,
+        };
+        if yes && !placed[i].targets.is_empty() {
+            overwrite.insert(t.object_ref());
+        }
+    }
+
     // 5. Output (already in apply order).
     let mut out = BTreeMap::new();
     let mut json_out = BTreeMap::new();
@@ -373,6 +399,7 @@ pub fn run(repo: &Repo<'_>, opts: &RenderOptions) -> (Output, Vec<Trace>) {
             clusters: out,
             diagnostics: diags,
             json: (opts.emit == Emit::Json).then_some(json_out),
+            overwrite,
         },
         traces,
     )

@@ -4,8 +4,12 @@
 //! real reader (`reconciler::source`) from the working tree or from a real Git commit, rendered by
 //! `render`. The helpers below are shared by the test binaries in `tests/`.
 //!
-//! The harness that starts real local kube-apiservers (see `../shared/TESTING.md`) will live here
-//! too, so that every crate's end-to-end tests can share it.
+//! [`cluster`] is the real-cluster harness (see `../shared/TESTING.md` and `docs/testing.md`): one
+//! etcd and N kube-apiservers on loopback, built once per machine from the Go module proxy, with
+//! certificates, RBAC and a kubeconfig, shared by the tests of a test binary and cleaned up when it
+//! exits. `cargo xtask clusters up` uses it to leave clusters running for a developer.
+
+pub mod cluster;
 
 use std::path::{Path, PathBuf};
 

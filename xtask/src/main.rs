@@ -4,11 +4,14 @@
 //! - `gen-repo`: a deterministic synthetic GitOps repository (and its kustomize twin) of any size;
 //! - `peers`: builds the peer tools used for side-by-side numbers (kustomize) into the cache;
 //! - `bench-render`: times `flotilla render`/`validate` against `kustomize build` on the same input and
-//!   checks that both produce the same objects.
+//!   checks that both produce the same objects;
+//! - `testbins`: builds kube-apiserver and etcd for the cluster tests (once per machine);
+//! - `clusters up|down`: local clusters of the test harness (`flotilla-tests`), left running.
 //!
 //! This is a tool, not a library: errors are `anyhow` with context, and output goes to stdout.
 
 mod bench;
+mod clusters;
 mod compare;
 mod gen;
 mod peers;
@@ -58,6 +61,25 @@ impl Size {
 }
 
 #[derive(Subcommand)]
+enum ClustersCmd {
+    /// Start etcd and N kube-apiservers on loopback and leave them running; prints the contexts and
+    /// the kubeconfig.
+    Up {
+        /// number of clusters
+        #[arg(long, default_value_t = 3)]
+        count: usize,
+        /// cluster and context names, comma-separated (default: cluster-1..cluster-N)
+        #[arg(long, value_delimiter = ',')]
+        names: Vec<String>,
+        /// also write the kubeconfig here (never over a file the harness did not write)
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+    },
+    /// Stop the clusters `clusters up` started and remove their files.
+    Down,
+}
+
+#[derive(Subcommand)]
 enum Cmd {
     /// Write a synthetic GitOps repository (and optionally the equivalent kustomize tree).
     GenRepo {
@@ -75,6 +97,18 @@ enum Cmd {
         /// kustomize release to build (default: the newest v5 the local Go toolchain can build)
         #[arg(long)]
         kustomize_version: Option<String>,
+    },
+    /// Build kube-apiserver and etcd for the cluster tests into the cache (once per machine) and print
+    /// the directory.
+    Testbins {
+        /// also build kube-controller-manager
+        #[arg(long)]
+        with_controller_manager: bool,
+    },
+    /// Local clusters of the test harness, for a developer.
+    Clusters {
+        #[command(subcommand)]
+        action: ClustersCmd,
     },
     /// Benchmark `flotilla render`/`validate` against `kustomize build` on a generated repository.
     BenchRender {
@@ -120,6 +154,17 @@ fn main() -> Result<()> {
             eprintln!("kustomize: {}", peers::kustomize_version(&bin)?);
             println!("{}", bin.display());
         }
+        Cmd::Testbins {
+            with_controller_manager,
+        } => clusters::testbins(with_controller_manager)?,
+        Cmd::Clusters { action } => match action {
+            ClustersCmd::Up {
+                count,
+                names,
+                kubeconfig,
+            } => clusters::up(count, names, kubeconfig)?,
+            ClustersCmd::Down => clusters::down()?,
+        },
         Cmd::BenchRender {
             size,
             runs,

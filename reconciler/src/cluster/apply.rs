@@ -1,0 +1,521 @@
+//! Applying one cluster's rendered set with server-side apply, then pruning (plan, then execute).
+//!
+//! Order: the ApplySet parent is read (and a cluster that cannot be reached fails here, alone); the
+//! current members are listed by their `part-of` label; the prune plan and the prune guard are
+//! decided before anything is written; the parent is widened to the union of old and new group-kinds
+//! (KEP-3659: a superset before members change); CRDs and Namespaces are applied first, CRDs waited
+//! for until established; the rest with bounded concurrency; then pruning in reverse apply order;
+//! finally the parent records exactly the new group-kinds, namespaces and commit.
+
+use super::applyset::{self, group_kind, split_list, LABEL_PART_OF};
+use super::changeset::{Action, ChangeSet};
+use super::Member;
+use futures::stream::{self, StreamExt};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::discovery::{ApiCapabilities, Scope};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+/// Options of one apply.
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    pub prune: bool,
+    /// Server-side dry run: nothing is persisted; prune only reports.
+    pub dry_run: bool,
+    /// Percentage of a cluster's members one apply may prune (default 50).
+    pub prune_guard: u32,
+    /// Allow what the prune guard would refuse.
+    pub allow_mass_prune: bool,
+    /// Requests in flight per cluster.
+    pub concurrency: usize,
+    /// The commit being applied, recorded in the parent.
+    pub commit: Option<String>,
+    /// The ApplySet parent's name (ConfigMap in `flotilla-system`).
+    pub applyset: String,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        ApplyOptions {
+            prune: false,
+            dry_run: false,
+            prune_guard: 50,
+            allow_mass_prune: false,
+            concurrency: 16,
+            commit: None,
+            applyset: applyset::PARENT_NAME.to_string(),
+        }
+    }
+}
+
+/// One object to apply.
+#[derive(Debug, Clone)]
+pub struct Desired {
+    pub obj: Value,
+    /// Conflict resolution Overwrite: adopt an existing object flotilla does not own.
+    pub overwrite: bool,
+}
+
+/// (group, kind, namespace, name)
+pub(crate) type Key = (String, String, String, String);
+
+pub(crate) fn key_of(obj: &Value) -> Key {
+    let s = |p: &str| obj.pointer(p).and_then(Value::as_str).unwrap_or("").to_string();
+    let api = s("/apiVersion");
+    let group = api.rsplit_once('/').map_or(String::new(), |(g, _)| g.to_string());
+    (group, s("/kind"), s("/metadata/namespace"), s("/metadata/name"))
+}
+
+pub(crate) fn display(k: &Key) -> String {
+    let gk = group_kind(&k.0, &k.1);
+    if k.2.is_empty() {
+        format!("{gk} {}", k.3)
+    } else {
+        format!("{gk} {}/{}", k.2, k.3)
+    }
+}
+
+/// A readable error: the API server's message (it names verb, resource and namespace for RBAC
+/// refusals), or the transport problem.
+pub fn describe(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("{} {}: {}", s.code, s.reason, s.message),
+        other => format!("cluster unreachable or request failed: {other}"),
+    }
+}
+
+/// An API resource and its capabilities (scope), or why the cluster does not serve the kind.
+type Resolved = Result<(ApiResource, ApiCapabilities), String>;
+
+/// Resolves kinds to API resources, once per (group, version, kind).
+pub(crate) struct Resolver {
+    pub(crate) client: kube::Client,
+    cache: HashMap<(String, String, String), Resolved>,
+}
+
+impl Resolver {
+    pub(crate) fn new(client: kube::Client) -> Self {
+        Resolver {
+            client,
+            cache: HashMap::new(),
+        }
+    }
+
+    pub(crate) async fn resolve(&mut self, api_version: &str, kind: &str) -> Resolved {
+        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+        let k = (group.to_string(), version.to_string(), kind.to_string());
+        if let Some(r) = self.cache.get(&k) {
+            return r.clone();
+        }
+        let gvk = GroupVersionKind::gvk(group, version, kind);
+        let r = kube::discovery::pinned_kind(&self.client, &gvk).await.map_err(|e| {
+            format!(
+                "kind {kind} ({api_version}) is not served by the cluster: {}",
+                describe(&e)
+            )
+        });
+        self.cache.insert(k, r.clone());
+        r
+    }
+
+    fn forget(&mut self) {
+        self.cache.retain(|_, v| v.is_ok());
+    }
+}
+
+pub(crate) fn api_for(client: &kube::Client, ar: &ApiResource, caps: &ApiCapabilities, ns: &str) -> Api<DynamicObject> {
+    match caps.scope {
+        Scope::Namespaced => Api::namespaced_with(client.clone(), ns, ar),
+        Scope::Cluster => Api::all_with(client.clone(), ar),
+    }
+}
+
+/// The parent's current annotations: group-kinds and namespaces.
+pub(crate) struct ParentState {
+    pub(crate) group_kinds: Vec<String>,
+    pub(crate) namespaces: Vec<String>,
+}
+
+pub(crate) async fn read_parent(client: &kube::Client, parent_name: &str) -> Result<ParentState, kube::Error> {
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        applyset::PARENT_NAMESPACE,
+        &ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&()),
+    );
+    let parent = api.get_opt(parent_name).await?;
+    let ann = |k: &str| {
+        parent
+            .as_ref()
+            .and_then(|p| p.metadata.annotations.as_ref())
+            .and_then(|a| a.get(k))
+            .map(String::as_str)
+    };
+    Ok(ParentState {
+        group_kinds: split_list(ann(applyset::ANNOTATION_GROUP_KINDS)),
+        namespaces: split_list(ann(applyset::ANNOTATION_NAMESPACES)),
+    })
+}
+
+async fn write_parent(
+    client: &kube::Client,
+    parent_name: &str,
+    group_kinds: &[String],
+    namespaces: &[String],
+    commit: Option<&str>,
+    dry_run: bool,
+) -> Result<(), kube::Error> {
+    let pp = PatchParams {
+        dry_run,
+        ..PatchParams::apply(applyset::FIELD_MANAGER).force()
+    };
+    let ns_api: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &ApiResource::erase::<k8s_openapi::api::core::v1::Namespace>(&()),
+    );
+    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": applyset::PARENT_NAMESPACE}});
+    ns_api
+        .patch(applyset::PARENT_NAMESPACE, &pp, &Patch::Apply(&ns))
+        .await?;
+    let mut annotations = serde_json::Map::new();
+    annotations.insert(applyset::ANNOTATION_TOOLING.into(), applyset::TOOLING.into());
+    annotations.insert(applyset::ANNOTATION_GROUP_KINDS.into(), group_kinds.join(",").into());
+    annotations.insert(applyset::ANNOTATION_NAMESPACES.into(), namespaces.join(",").into());
+    if let Some(c) = commit {
+        annotations.insert(applyset::ANNOTATION_COMMIT.into(), c.into());
+    }
+    let parent = json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": parent_name,
+            "namespace": applyset::PARENT_NAMESPACE,
+            "labels": {applyset::LABEL_ID: applyset::applyset_id(parent_name)},
+            "annotations": annotations,
+        },
+    });
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        applyset::PARENT_NAMESPACE,
+        &ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&()),
+    );
+    api.patch(parent_name, &pp, &Patch::Apply(&parent)).await?;
+    Ok(())
+}
+
+/// Current members: key -> resourceVersion, listed per group-kind by the `part-of` label.
+pub(crate) async fn list_members(
+    resolver: &mut Resolver,
+    group_kinds: &BTreeSet<(String, String, String)>,
+    id: &str,
+) -> Result<BTreeMap<Key, String>, String> {
+    let selector = format!("{LABEL_PART_OF}={id}");
+    let mut out = BTreeMap::new();
+    for (group, version, kind) in group_kinds {
+        let api_version = if group.is_empty() {
+            version.clone()
+        } else {
+            format!("{group}/{version}")
+        };
+        let Ok((ar, _)) = resolver.resolve(&api_version, kind).await else {
+            continue; // a kind the cluster no longer serves has no members to prune
+        };
+        let api: Api<DynamicObject> = Api::all_with(resolver.client.clone(), &ar);
+        let list = api
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(|e| format!("listing {kind} members: {}", describe(&e)))?;
+        for o in list.items {
+            let k = (
+                group.clone(),
+                kind.clone(),
+                o.metadata.namespace.clone().unwrap_or_default(),
+                o.metadata.name.clone().unwrap_or_default(),
+            );
+            out.insert(k, o.metadata.resource_version.clone().unwrap_or_default());
+        }
+    }
+    Ok(out)
+}
+
+/// The version a group-kind is listed with: the preferred one the desired set uses, else discovery's.
+pub(crate) async fn preferred_version(client: &kube::Client, group: &str, kind: &str) -> Option<String> {
+    let discovery = kube::discovery::Discovery::new(client.clone())
+        .filter(&[group])
+        .run()
+        .await
+        .ok()?;
+    let version = discovery
+        .groups()
+        .flat_map(|g| g.recommended_resources())
+        .find(|(ar, _)| ar.kind == kind)
+        .map(|(ar, _)| ar.version);
+    version
+}
+
+fn is_crd(k: &Key) -> bool {
+    k.0 == "apiextensions.k8s.io" && k.1 == "CustomResourceDefinition"
+}
+
+fn first_phase(k: &Key) -> bool {
+    is_crd(k) || (k.0.is_empty() && k.1 == "Namespace")
+}
+
+async fn wait_established(client: &kube::Client, name: &str) -> Result<(), String> {
+    let api: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &ApiResource::erase::<
+            k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+        >(&()),
+    );
+    for _ in 0..300 {
+        if let Ok(crd) = api.get(name).await {
+            let established = crd.data["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Established" && c["status"] == "True");
+            if established {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(format!(
+        "CustomResourceDefinition {name} was not established within 30 s"
+    ))
+}
+
+/// Applies one object; returns its action.
+async fn apply_one(
+    client: &kube::Client,
+    id: &str,
+    target: (ApiResource, ApiCapabilities),
+    d: &Desired,
+    key: &Key,
+    current: Option<&String>,
+    dry_run: bool,
+) -> (Action, Option<String>) {
+    let (ar, caps) = target;
+    let api = api_for(client, &ar, &caps, &key.2);
+    let mut obj = d.obj.clone();
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        let labels = meta.entry("labels").or_insert_with(|| json!({}));
+        if let Some(l) = labels.as_object_mut() {
+            l.insert(LABEL_PART_OF.into(), id.into());
+        }
+    }
+    if current.is_none() {
+        // Not a member: does it exist outside flotilla's ownership?
+        match api.get_opt(&key.3).await {
+            Ok(Some(_)) if !d.overwrite => {
+                return (
+                    Action::Conflict,
+                    Some("exists and is not managed by flotilla; conflictResolution Abort leaves it untouched".into()),
+                )
+            }
+            Ok(_) => {}
+            Err(e) => return (Action::Failed, Some(describe(&e))),
+        }
+    }
+    let pp = PatchParams {
+        dry_run,
+        ..PatchParams::apply(applyset::FIELD_MANAGER).force()
+    };
+    match api.patch(&key.3, &pp, &Patch::Apply(&obj)).await {
+        Ok(res) => {
+            let rv = res.metadata.resource_version.unwrap_or_default();
+            let action = match current {
+                None => Action::Created,
+                Some(old) if *old == rv => Action::Unchanged,
+                Some(_) => Action::Configured,
+            };
+            (action, None)
+        }
+        Err(e) => (Action::Failed, Some(describe(&e))),
+    }
+}
+
+/// Applies `desired` (in apply order) to one member cluster.
+pub async fn apply_cluster(member: &Member, desired: &[Desired], opts: &ApplyOptions) -> ChangeSet {
+    let mut cs = ChangeSet::new(&member.name);
+    let client = &member.client;
+    let id = applyset::applyset_id(&opts.applyset);
+    let parent = match read_parent(client, &opts.applyset).await {
+        Ok(p) => p,
+        Err(e) => {
+            cs.error = Some(describe(&e));
+            return cs;
+        }
+    };
+    let mut resolver = Resolver::new(client.clone());
+
+    // Plan: keys, group-kinds, namespaces of the new set; members of the old one.
+    let keys: Vec<Key> = desired.iter().map(|d| key_of(&d.obj)).collect();
+    let wanted: BTreeSet<&Key> = keys.iter().collect();
+    let mut gvks: BTreeSet<(String, String, String)> = BTreeSet::new();
+    for d in desired {
+        let api = d.obj["apiVersion"].as_str().unwrap_or("");
+        let (g, v) = api.rsplit_once('/').unwrap_or(("", api));
+        gvks.insert((
+            g.to_string(),
+            v.to_string(),
+            d.obj["kind"].as_str().unwrap_or("").to_string(),
+        ));
+    }
+    let new_gks: BTreeSet<String> = gvks.iter().map(|(g, _, k)| group_kind(g, k)).collect();
+    for gk in &parent.group_kinds {
+        let (g, k) = applyset::parse_group_kind(gk);
+        if !gvks.iter().any(|(gg, _, kk)| *gg == g && *kk == k) {
+            if let Some(v) = preferred_version(client, &g, &k).await {
+                gvks.insert((g, v, k));
+            }
+        }
+    }
+    let members = match list_members(&mut resolver, &gvks, &id).await {
+        Ok(m) => m,
+        Err(e) => {
+            cs.error = Some(e);
+            return cs;
+        }
+    };
+    let to_prune: Vec<&Key> = members.keys().filter(|k| !wanted.contains(k)).collect();
+    if opts.prune && !opts.allow_mass_prune && !members.is_empty() {
+        if desired.is_empty() {
+            cs.error = Some(format!(
+                "prune guard: the commit renders nothing for this cluster, which holds {} flotilla objects; refused (use --allow-mass-prune)",
+                members.len()
+            ));
+            return cs;
+        }
+        if to_prune.len() * 100 > members.len() * opts.prune_guard as usize {
+            cs.error = Some(format!(
+                "prune guard: the commit would prune {} of {} objects, more than {}%; refused (use --allow-mass-prune)",
+                to_prune.len(),
+                members.len(),
+                opts.prune_guard
+            ));
+            return cs;
+        }
+    }
+    let new_ns: BTreeSet<String> = keys
+        .iter()
+        .filter(|k| !k.2.is_empty() && k.2 != applyset::PARENT_NAMESPACE)
+        .map(|k| k.2.clone())
+        .collect();
+    let union_gks: Vec<String> = new_gks
+        .iter()
+        .cloned()
+        .chain(parent.group_kinds.iter().cloned())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let union_ns: Vec<String> = new_ns
+        .iter()
+        .cloned()
+        .chain(parent.namespaces.iter().cloned())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if let Err(e) = write_parent(client, &opts.applyset, &union_gks, &union_ns, None, opts.dry_run).await {
+        cs.error = Some(format!("updating the ApplySet parent: {}", describe(&e)));
+        return cs;
+    }
+
+    // Execute: CRDs and Namespaces, then the rest.
+    let mut results: Vec<Option<(Action, Option<String>)>> = vec![None; desired.len()];
+    for phase in [true, false] {
+        let idx: Vec<usize> = (0..desired.len()).filter(|&i| first_phase(&keys[i]) == phase).collect();
+        let mut targets = Vec::new();
+        for &i in &idx {
+            let api = desired[i].obj["apiVersion"].as_str().unwrap_or("");
+            match resolver.resolve(api, &keys[i].1).await {
+                Ok(t) => targets.push((i, t)),
+                Err(e) => results[i] = Some((Action::Failed, Some(e))),
+            }
+        }
+        let done: Vec<(usize, (Action, Option<String>))> = stream::iter(targets)
+            .map(|(i, t)| {
+                let (d, k, cur) = (&desired[i], &keys[i], members.get(&keys[i]));
+                let id = id.as_str();
+                async move { (i, apply_one(client, id, t, d, k, cur, opts.dry_run).await) }
+            })
+            .buffer_unordered(opts.concurrency.max(1))
+            .collect()
+            .await;
+        for (i, r) in done {
+            results[i] = Some(r);
+        }
+        if phase && !opts.dry_run {
+            for (i, k) in keys.iter().enumerate() {
+                let ok = matches!(
+                    results[i],
+                    Some((Action::Created | Action::Configured | Action::Unchanged, _))
+                );
+                if is_crd(k) && ok {
+                    if let Err(e) = wait_established(client, &k.3).await {
+                        results[i] = Some((Action::Failed, Some(e)));
+                    }
+                }
+            }
+            resolver.forget(); // kinds of new CRDs are served now
+        }
+    }
+    for (i, r) in results.into_iter().enumerate() {
+        let (a, m) = r.unwrap_or((Action::Failed, Some("not attempted".into())));
+        cs.push(display(&keys[i]), a, m);
+    }
+
+    // Prune in reverse apply order, then record the new set in the parent.
+    if opts.prune {
+        let mut order: Vec<&Key> = to_prune.clone();
+        order.sort_by_key(|k| std::cmp::Reverse((render::pipeline::apply_rank(&k.0, &k.1), (*k).clone())));
+        for k in order {
+            let api_version = gvks
+                .iter()
+                .find(|(g, _, kind)| *g == k.0 && *kind == k.1)
+                .map(|(g, v, _)| if g.is_empty() { v.clone() } else { format!("{g}/{v}") })
+                .unwrap_or_default();
+            let (action, msg) = match resolver.resolve(&api_version, &k.1).await {
+                Err(e) => (Action::Failed, Some(e)),
+                Ok((ar, caps)) => {
+                    let api = api_for(client, &ar, &caps, &k.2);
+                    let dp = DeleteParams {
+                        dry_run: opts.dry_run,
+                        ..DeleteParams::background()
+                    };
+                    match api.delete(&k.3, &dp).await {
+                        Ok(_) => (Action::Pruned, None),
+                        Err(kube::Error::Api(s)) if s.code == 404 => (Action::Pruned, Some("already gone".into())),
+                        Err(e) => (Action::Failed, Some(format!("prune: {}", describe(&e)))),
+                    }
+                }
+            };
+            cs.push(display(k), action, msg);
+        }
+    }
+    let final_gks: Vec<String> = if opts.prune {
+        new_gks.into_iter().collect()
+    } else {
+        union_gks
+    };
+    let final_ns: Vec<String> = if opts.prune {
+        new_ns.into_iter().collect()
+    } else {
+        union_ns
+    };
+    if let Err(e) = write_parent(
+        client,
+        &opts.applyset,
+        &final_gks,
+        &final_ns,
+        opts.commit.as_deref(),
+        opts.dry_run,
+    )
+    .await
+    {
+        cs.error = Some(format!("updating the ApplySet parent: {}", describe(&e)));
+    }
+    cs
+}

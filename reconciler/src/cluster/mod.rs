@@ -1,0 +1,46 @@
+//! Member clusters: connecting through a kubeconfig, applying rendered sets, pruning.
+//!
+//! One [`Member`] per inventory cluster, reached through the kubeconfig context its `Cluster` names
+//! (`spec.kubeconfigContext`, default the cluster's name). A cluster that cannot be reached is a
+//! per-cluster failure: the others proceed.
+
+pub mod apply;
+pub mod applyset;
+pub mod changeset;
+pub mod fleet;
+pub mod live;
+
+use anyhow::{Context, Result};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use std::path::Path;
+
+/// A member cluster with its client.
+#[derive(Clone)]
+pub struct Member {
+    pub name: String,
+    pub context: String,
+    pub client: kube::Client,
+}
+
+/// Reads the kubeconfig (the given file, else `$KUBECONFIG`, else `~/.kube/config`).
+pub fn read_kubeconfig(path: Option<&Path>) -> Result<Kubeconfig> {
+    match path {
+        Some(p) => Kubeconfig::read_from(p).with_context(|| format!("reading kubeconfig {}", p.display())),
+        None => Kubeconfig::read().context("reading the kubeconfig ($KUBECONFIG or ~/.kube/config)"),
+    }
+}
+
+/// Builds a client for one context. Connection problems surface on first use, per cluster.
+pub async fn client_for(kubeconfig: &Kubeconfig, context: &str) -> Result<kube::Client> {
+    if !kubeconfig.contexts.iter().any(|c| c.name == context) {
+        anyhow::bail!("the kubeconfig has no context `{context}`");
+    }
+    let opts = KubeConfigOptions {
+        context: Some(context.to_string()),
+        ..KubeConfigOptions::default()
+    };
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig.clone(), &opts)
+        .await
+        .with_context(|| format!("kubeconfig context `{context}`"))?;
+    kube::Client::try_from(config).with_context(|| format!("client for context `{context}`"))
+}

@@ -1,0 +1,401 @@
+//! `flotilla apply` end to end on three real kube-apiservers (the shared harness): server-side apply,
+//! ApplySet ownership, prune and its guard, conflict resolution, refusal of a commit with errors.
+//! Each test uses its own ApplySet and namespaces, so they run side by side on the same clusters.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
+
+use flotilla_tests::cluster::{self, unique_name};
+use flotilla_tests::examples_repo;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, PostParams};
+use reconciler::cluster::changeset::{Action, ChangeSet};
+use reconciler::cluster::fleet::{apply_fleet, FleetArgs, FleetOutcome};
+use render::Snapshot;
+use std::path::Path;
+
+const CLUSTERS: &str = "apiVersion: flotilla.dev/v1alpha1
+kind: Cluster
+metadata: {name: cluster-1, labels: {region: eu}}
+spec: {region: eu}
+---
+apiVersion: flotilla.dev/v1alpha1
+kind: Cluster
+metadata: {name: cluster-2, labels: {region: eu}}
+spec: {region: eu}
+---
+apiVersion: flotilla.dev/v1alpha1
+kind: Cluster
+metadata: {name: cluster-3, labels: {region: us}}
+spec: {region: us}
+";
+
+fn harness() -> Option<&'static cluster::Harness> {
+    cluster::shared(3).unwrap()
+}
+
+fn kubeconfig(h: &cluster::Harness) -> kube::config::Kubeconfig {
+    kube::config::Kubeconfig::read_from(h.kubeconfig()).unwrap()
+}
+
+/// A repository in memory: the three clusters plus `files`.
+fn snapshot(files: &[(&str, String)]) -> Snapshot {
+    let mut all = vec![("clusters.yaml".to_string(), CLUSTERS.to_string())];
+    all.extend(files.iter().map(|(p, t)| (p.to_string(), t.clone())));
+    Snapshot::from_texts(all)
+}
+
+fn policy(ns: &str, clusters: &[&str], conflict: &str) -> String {
+    format!(
+        "apiVersion: policy.karmada.io/v1alpha1
+kind: PropagationPolicy
+metadata: {{name: all, namespace: {ns}}}
+spec:
+  conflictResolution: {conflict}
+  resourceSelectors:
+  - {{apiVersion: v1, kind: ConfigMap}}
+  placement:
+    clusterAffinity: {{clusterNames: [{}]}}
+",
+        clusters.join(", ")
+    )
+}
+
+fn configmap(ns: &str, name: &str, value: &str) -> String {
+    format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}, namespace: {ns}}}\ndata: {{k: {value}}}\n")
+}
+
+async fn apply(h: &cluster::Harness, snap: &Snapshot, args: &FleetArgs) -> Vec<ChangeSet> {
+    match apply_fleet(snap, &kubeconfig(h), args).await.unwrap() {
+        FleetOutcome::Applied { sets, .. } => sets,
+        FleetOutcome::Refused(d) => panic!("refused: {d:?}"),
+    }
+}
+
+fn action(sets: &[ChangeSet], cluster: &str, object: &str) -> Option<Action> {
+    sets.iter()
+        .find(|c| c.cluster == cluster)
+        .and_then(|c| c.entries.iter().find(|e| e.object == object))
+        .map(|e| e.action)
+}
+
+async fn cm(h: &cluster::Harness, i: usize, ns: &str, name: &str) -> Option<ConfigMap> {
+    Api::<ConfigMap>::namespaced(h.client(i).unwrap(), ns)
+        .get_opt(name)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_scenario_lands_with_the_image_override_only_on_dc1() {
+    let Some(h) = harness() else { return };
+    let snap = reconciler::source::read(&examples_repo(), None).unwrap();
+    let args = FleetArgs {
+        applyset: Some(unique_name("seed")),
+        ..FleetArgs::default()
+    };
+    let sets = apply(h, &snap, &args).await;
+    for cs in &sets {
+        assert!(!cs.failed(), "{cs:#?}");
+    }
+    let image = |d: Deployment| {
+        d.spec.unwrap().template.spec.unwrap().containers[0]
+            .image
+            .clone()
+            .unwrap()
+    };
+    for (i, want) in [
+        (0, "dc-1.registry.io/nginx:1.17.0-alpine"),
+        (1, "dc-1.registry.io/nginx:1.17.0-alpine"),
+        (2, "nginx:1.17.0-alpine"),
+    ] {
+        let d = Api::<Deployment>::namespaced(h.client(i).unwrap(), "web")
+            .get("nginx")
+            .await
+            .unwrap();
+        assert_eq!(image(d), want, "cluster-{}", i + 1);
+    }
+    // Applying the same commit again changes nothing.
+    let again = apply(h, &snap, &args).await;
+    for cs in &again {
+        assert!(cs.entries.iter().all(|e| e.action == Action::Unchanged), "{cs:#?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_commit_changes_in_place_and_prune_removes_only_what_left() {
+    let Some(h) = harness() else { return };
+    let ns = unique_name("change");
+    let args = FleetArgs {
+        applyset: Some(unique_name("change")),
+        prune: true,
+        ..FleetArgs::default()
+    };
+    let nsdoc = format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n");
+    let cns = "apiVersion: policy.karmada.io/v1alpha1\nkind: ClusterPropagationPolicy\nmetadata: {name: ns}\nspec:\n  resourceSelectors: [{apiVersion: v1, kind: Namespace}]\n".to_string();
+    let one = snapshot(&[
+        ("ns.yaml", nsdoc.clone()),
+        ("cns.yaml", cns.clone()),
+        ("pp.yaml", policy(&ns, &["cluster-1", "cluster-2"], "Abort")),
+        ("a.yaml", configmap(&ns, "a", "one")),
+        ("b.yaml", configmap(&ns, "b", "one")),
+        ("c.yaml", configmap(&ns, "c", "one")),
+    ]);
+    let sets = apply(h, &one, &args).await;
+    assert_eq!(
+        action(&sets, "cluster-1", &format!("ConfigMap {ns}/a")),
+        Some(Action::Created),
+        "{sets:#?}"
+    );
+    assert!(cm(h, 1, &ns, "b").await.is_some());
+    assert!(cm(h, 2, &ns, "a").await.is_none(), "cluster-3 is not targeted");
+    // Someone else's object in the same namespace: never touched by prune.
+    let foreign: ConfigMap = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "foreign", "namespace": ns}, "data": {"k": "theirs"}
+    }))
+    .unwrap();
+    Api::<ConfigMap>::namespaced(h.client(0).unwrap(), &ns)
+        .create(&PostParams::default(), &foreign)
+        .await
+        .unwrap();
+
+    let two = snapshot(&[
+        ("ns.yaml", nsdoc),
+        ("cns.yaml", cns),
+        ("pp.yaml", policy(&ns, &["cluster-1", "cluster-2"], "Abort")),
+        ("a.yaml", configmap(&ns, "a", "two")),
+        ("c.yaml", configmap(&ns, "c", "one")),
+    ]);
+    let sets = apply(h, &two, &args).await;
+    assert_eq!(
+        action(&sets, "cluster-1", &format!("ConfigMap {ns}/a")),
+        Some(Action::Configured),
+        "{sets:#?}"
+    );
+    assert_eq!(
+        action(&sets, "cluster-1", &format!("ConfigMap {ns}/c")),
+        Some(Action::Unchanged)
+    );
+    assert_eq!(
+        action(&sets, "cluster-2", &format!("ConfigMap {ns}/b")),
+        Some(Action::Pruned)
+    );
+    let a = cm(h, 0, &ns, "a").await.unwrap();
+    assert_eq!(a.data.unwrap()["k"], "two");
+    assert!(cm(h, 0, &ns, "b").await.is_none());
+    assert!(cm(h, 1, &ns, "b").await.is_none());
+    assert!(
+        cm(h, 0, &ns, "foreign").await.is_some(),
+        "prune never touches objects flotilla does not own"
+    );
+    assert!(
+        action(&sets, "cluster-3", &format!("ConfigMap {ns}/b")).is_none(),
+        "b was never on cluster-3"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_prune_guard_refuses_a_commit_that_empties_a_cluster() {
+    let Some(h) = harness() else { return };
+    let ns = cluster::create_namespace(&h.client(0).unwrap(), "guard").await.unwrap();
+    let args = FleetArgs {
+        applyset: Some(unique_name("guard")),
+        prune: true,
+        clusters: vec!["cluster-1".into()],
+        ..FleetArgs::default()
+    };
+    let files: Vec<(String, String)> = (0..4)
+        .map(|i| (format!("cm{i}.yaml"), configmap(&ns, &format!("cm{i}"), "v")))
+        .collect();
+    let mut with: Vec<(&str, String)> = files.iter().map(|(p, t)| (p.as_str(), t.clone())).collect();
+    with.push(("pp.yaml", policy(&ns, &["cluster-1"], "Abort")));
+    let sets = apply(h, &snapshot(&with), &args).await;
+    assert!(!sets[0].failed(), "{sets:#?}");
+    // Nothing for cluster-1 any more: refused, nothing deleted.
+    let empty = snapshot(&[("pp.yaml", policy(&ns, &["cluster-1"], "Abort"))]);
+    let sets = apply(h, &empty, &args).await;
+    assert!(
+        sets[0].error.as_deref().unwrap_or("").contains("prune guard"),
+        "{sets:#?}"
+    );
+    assert!(cm(h, 0, &ns, "cm0").await.is_some());
+    // Three of four (75% > 50%): refused as well.
+    let one = snapshot(&[
+        ("pp.yaml", policy(&ns, &["cluster-1"], "Abort")),
+        ("cm0.yaml", configmap(&ns, "cm0", "v")),
+    ]);
+    let sets = apply(h, &one, &args).await;
+    assert!(sets[0].error.is_some(), "{sets:#?}");
+    assert!(cm(h, 0, &ns, "cm3").await.is_some());
+    // Explicitly allowed: goes through.
+    let allowed = FleetArgs {
+        allow_mass_prune: true,
+        ..args.clone()
+    };
+    let sets = apply(h, &one, &allowed).await;
+    assert_eq!(sets[0].count(Action::Pruned), 3, "{sets:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unowned_object_is_left_alone_under_abort_and_adopted_under_overwrite() {
+    let Some(h) = harness() else { return };
+    let ns = cluster::create_namespace(&h.client(0).unwrap(), "conflict")
+        .await
+        .unwrap();
+    let existing: ConfigMap = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "shared", "namespace": ns}, "data": {"k": "theirs"}
+    }))
+    .unwrap();
+    Api::<ConfigMap>::namespaced(h.client(0).unwrap(), &ns)
+        .create(&PostParams::default(), &existing)
+        .await
+        .unwrap();
+    let args = FleetArgs {
+        applyset: Some(unique_name("conflict")),
+        clusters: vec!["cluster-1".into()],
+        ..FleetArgs::default()
+    };
+    let abort = snapshot(&[
+        ("pp.yaml", policy(&ns, &["cluster-1"], "Abort")),
+        ("cm.yaml", configmap(&ns, "shared", "ours")),
+    ]);
+    let sets = apply(h, &abort, &args).await;
+    assert_eq!(
+        action(&sets, "cluster-1", &format!("ConfigMap {ns}/shared")),
+        Some(Action::Conflict),
+        "{sets:#?}"
+    );
+    assert_eq!(cm(h, 0, &ns, "shared").await.unwrap().data.unwrap()["k"], "theirs");
+
+    let overwrite = snapshot(&[
+        ("pp.yaml", policy(&ns, &["cluster-1"], "Overwrite")),
+        ("cm.yaml", configmap(&ns, "shared", "ours")),
+    ]);
+    let sets = apply(h, &overwrite, &args).await;
+    assert_eq!(
+        action(&sets, "cluster-1", &format!("ConfigMap {ns}/shared")),
+        Some(Action::Created),
+        "{sets:#?}"
+    );
+    let adopted = cm(h, 0, &ns, "shared").await.unwrap();
+    assert_eq!(adopted.data.unwrap()["k"], "ours");
+    assert!(adopted
+        .metadata
+        .labels
+        .unwrap()
+        .contains_key("applyset.kubernetes.io/part-of"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_with_errors_applies_nothing_anywhere() {
+    let Some(h) = harness() else { return };
+    let ns = cluster::create_namespace(&h.client(0).unwrap(), "refused")
+        .await
+        .unwrap();
+    let broken = snapshot(&[
+        ("pp.yaml", policy(&ns, &["cluster-1"], "Abort")),
+        ("good.yaml", configmap(&ns, "good", "v")),
+        (
+            "bad.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: [oops\n".to_string(),
+        ),
+    ]);
+    let out = apply_fleet(&broken, &kubeconfig(h), &FleetArgs::default())
+        .await
+        .unwrap();
+    assert!(matches!(out, FleetOutcome::Refused(_)));
+    assert!(cm(h, 0, &ns, "good").await.is_none());
+}
+
+#[test]
+fn examples_repo_is_where_the_tests_expect_it() {
+    assert!(Path::new(&examples_repo()).join("clusters").is_dir());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_diff_shows_out_of_band_edits_and_no_defaulting_noise() {
+    use reconciler::cluster::{apply::Desired, live, Member};
+    let Some(h) = harness() else { return };
+    let ns = cluster::create_namespace(&h.client(0).unwrap(), "live").await.unwrap();
+    let parent = unique_name("live");
+    let args = FleetArgs {
+        applyset: Some(parent.clone()),
+        clusters: vec!["cluster-1".into()],
+        ..FleetArgs::default()
+    };
+    let deploy = format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web, namespace: {ns}}}\nspec:\n  replicas: 2\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n    spec:\n      containers: [{{name: web, image: 'nginx:1.27'}}]\n"
+    );
+    let secret = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: creds, namespace: {ns}}}\ndata: {{password: c2VjcmV0}}\n"
+    );
+    let pp = format!(
+        "apiVersion: policy.karmada.io/v1alpha1\nkind: PropagationPolicy\nmetadata: {{name: all, namespace: {ns}}}\nspec:\n  resourceSelectors: [{{apiVersion: apps/v1, kind: Deployment}}, {{apiVersion: v1, kind: Secret}}]\n  placement: {{clusterAffinity: {{clusterNames: [cluster-1]}}}}\n"
+    );
+    let snap = snapshot(&[("d.yaml", deploy), ("s.yaml", secret), ("pp.yaml", pp)]);
+    let sets = apply(h, &snap, &args).await;
+    assert!(!sets[0].failed(), "{sets:#?}");
+
+    let out = render::render(&snap, &render::RenderOptions::default());
+    let desired: Vec<Desired> = out.clusters["cluster-1"]
+        .iter()
+        .map(|o| Desired {
+            obj: serde_json::Value::clone(o),
+            overwrite: false,
+        })
+        .collect();
+    let member = Member {
+        name: "cluster-1".into(),
+        context: "cluster-1".into(),
+        client: h.client(0).unwrap(),
+    };
+    let diff_now = || async {
+        let sides = live::live_sides(&member, &desired, &parent).await.unwrap();
+        let live = std::collections::BTreeMap::from([("cluster-1".to_string(), sides.live)]);
+        let predicted = std::collections::BTreeMap::from([("cluster-1".to_string(), sides.predicted)]);
+        reconciler::diff::pair_sets(&live, &predicted).unwrap()
+    };
+    let d = diff_now().await;
+    assert!(d[0].changes.is_empty(), "no noise right after apply: {d:#?}");
+
+    // Out-of-band edit by another manager.
+    let api: Api<Deployment> = Api::namespaced(h.client(0).unwrap(), &ns);
+    let patch = serde_json::json!({"spec": {"replicas": 5}});
+    api.patch(
+        "web",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&patch),
+    )
+    .await
+    .unwrap();
+    let d = diff_now().await;
+    assert_eq!(d[0].changed, 1, "{d:#?}");
+    let text = &d[0].changes[0].diff;
+    assert!(
+        text.contains("-  replicas: 5") && text.contains("+  replicas: 2"),
+        "{text}"
+    );
+    assert!(!format!("{d:?}").contains("c2VjcmV0"), "secret values never printed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restricted_identity_gets_a_clear_rbac_error() {
+    use reconciler::cluster::{apply, Member};
+    let Some(h) = harness() else { return };
+    let config = h.config_as("cluster-1", "restricted-user", &[]).await.unwrap();
+    let member = Member {
+        name: "cluster-1".into(),
+        context: "cluster-1".into(),
+        client: kube::Client::try_from(config).unwrap(),
+    };
+    let desired = vec![apply::Desired {
+        obj: serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "default"}}),
+        overwrite: false,
+    }];
+    let cs = apply::apply_cluster(&member, &desired, &apply::ApplyOptions::default()).await;
+    let err = cs.error.clone().unwrap_or_default();
+    assert_eq!(cs.cluster, "cluster-1");
+    assert!(
+        err.contains("403") && err.contains("restricted-user") && err.contains("cannot get resource \"configmaps\""),
+        "{cs:#?}"
+    );
+}
