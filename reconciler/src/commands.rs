@@ -144,11 +144,7 @@ pub fn apply(args: &RepoArgs, a: &ApplyArgs, format: Format) -> Result<ExitCode>
     use crate::cluster::{changeset, fleet, read_kubeconfig};
     let snapshot = source::read(&args.repo, args.rev.as_deref())?;
     let kubeconfig = read_kubeconfig(a.kubeconfig.as_deref())?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let runtime = crate::runtime()?;
     let outcome = runtime.block_on(fleet::apply_fleet(&snapshot, &kubeconfig, &a.fleet))?;
     let (sets, diagnostics) = match outcome {
         fleet::FleetOutcome::Refused(diags) => {

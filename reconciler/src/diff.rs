@@ -197,10 +197,7 @@ pub fn run_live(
     let (out, _) = render::pipeline::run(&repo_l, &RenderOptions::default());
     let kubeconfig = read_kubeconfig(kubeconfig)?;
     let parent = applyset.unwrap_or(crate::cluster::applyset::PARENT_NAME).to_string();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let runtime = crate::runtime()?;
     let mut live_sets = BTreeMap::new();
     let mut predicted_sets = BTreeMap::new();
     let mut failed = false;

@@ -48,3 +48,13 @@ pub struct RepoArgs {
     #[arg(long)]
     pub rev: Option<String>,
 }
+
+/// The async runtime of the cluster commands: two workers (the machine class has two cores).
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context as _;
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}

@@ -204,10 +204,57 @@ async fn write_parent(
     Ok(())
 }
 
+/// (group, version, kind)
+pub(crate) type Gvk = (String, String, String);
+
+/// The group-versions-kinds to look at: those of the desired objects, plus the group-kinds the parent
+/// says members had (at the version discovery prefers), so members of kinds that left are found too.
+pub(crate) async fn plan_gvks(client: &kube::Client, desired: &[Desired], parent: &ParentState) -> BTreeSet<Gvk> {
+    let mut gvks: BTreeSet<Gvk> = BTreeSet::new();
+    for d in desired {
+        let api = d.obj["apiVersion"].as_str().unwrap_or("");
+        let (g, v) = api.rsplit_once('/').unwrap_or(("", api));
+        gvks.insert((
+            g.to_string(),
+            v.to_string(),
+            d.obj["kind"].as_str().unwrap_or("").to_string(),
+        ));
+    }
+    for gk in &parent.group_kinds {
+        let (g, k) = applyset::parse_group_kind(gk);
+        if !gvks.iter().any(|(gg, _, kk)| *gg == g && *kk == k) {
+            if let Some(v) = preferred_version(client, &g, &k).await {
+                gvks.insert((g, v, k));
+            }
+        }
+    }
+    gvks
+}
+
+/// The apiVersion a member of `key`'s group-kind is addressed with.
+pub(crate) fn api_version_of(gvks: &BTreeSet<Gvk>, key: &Key) -> String {
+    gvks.iter()
+        .find(|(g, _, kind)| *g == key.0 && *kind == key.1)
+        .map(|(g, v, _)| if g.is_empty() { v.clone() } else { format!("{g}/{v}") })
+        .unwrap_or_default()
+}
+
+/// The object as flotilla applies it: with the ApplySet `part-of` label.
+pub(crate) fn with_member_label(obj: &Value, id: &str) -> Value {
+    let mut obj = obj.clone();
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        let labels = meta.entry("labels").or_insert_with(|| json!({}));
+        if let Some(l) = labels.as_object_mut() {
+            l.insert(LABEL_PART_OF.into(), id.into());
+        }
+    }
+    obj
+}
+
 /// Current members: key -> resourceVersion, listed per group-kind by the `part-of` label.
 pub(crate) async fn list_members(
     resolver: &mut Resolver,
-    group_kinds: &BTreeSet<(String, String, String)>,
+    group_kinds: &BTreeSet<Gvk>,
     id: &str,
 ) -> Result<BTreeMap<Key, String>, String> {
     let selector = format!("{LABEL_PART_OF}={id}");
@@ -299,13 +346,7 @@ async fn apply_one(
 ) -> (Action, Option<String>) {
     let (ar, caps) = target;
     let api = api_for(client, &ar, &caps, &key.2);
-    let mut obj = d.obj.clone();
-    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-        let labels = meta.entry("labels").or_insert_with(|| json!({}));
-        if let Some(l) = labels.as_object_mut() {
-            l.insert(LABEL_PART_OF.into(), id.into());
-        }
-    }
+    let obj = with_member_label(&d.obj, id);
     if current.is_none() {
         // Not a member: does it exist outside flotilla's ownership?
         match api.get_opt(&key.3).await {
@@ -354,25 +395,14 @@ pub async fn apply_cluster(member: &Member, desired: &[Desired], opts: &ApplyOpt
     // Plan: keys, group-kinds, namespaces of the new set; members of the old one.
     let keys: Vec<Key> = desired.iter().map(|d| key_of(&d.obj)).collect();
     let wanted: BTreeSet<&Key> = keys.iter().collect();
-    let mut gvks: BTreeSet<(String, String, String)> = BTreeSet::new();
-    for d in desired {
-        let api = d.obj["apiVersion"].as_str().unwrap_or("");
-        let (g, v) = api.rsplit_once('/').unwrap_or(("", api));
-        gvks.insert((
-            g.to_string(),
-            v.to_string(),
-            d.obj["kind"].as_str().unwrap_or("").to_string(),
-        ));
-    }
-    let new_gks: BTreeSet<String> = gvks.iter().map(|(g, _, k)| group_kind(g, k)).collect();
-    for gk in &parent.group_kinds {
-        let (g, k) = applyset::parse_group_kind(gk);
-        if !gvks.iter().any(|(gg, _, kk)| *gg == g && *kk == k) {
-            if let Some(v) = preferred_version(client, &g, &k).await {
-                gvks.insert((g, v, k));
-            }
-        }
-    }
+    let gvks = plan_gvks(client, desired, &parent).await;
+    let new_gks: BTreeSet<String> = desired
+        .iter()
+        .map(|d| {
+            let k = key_of(&d.obj);
+            group_kind(&k.0, &k.1)
+        })
+        .collect();
     let members = match list_members(&mut resolver, &gvks, &id).await {
         Ok(m) => m,
         Err(e) => {
@@ -472,11 +502,7 @@ pub async fn apply_cluster(member: &Member, desired: &[Desired], opts: &ApplyOpt
         let mut order: Vec<&Key> = to_prune.clone();
         order.sort_by_key(|k| std::cmp::Reverse((render::pipeline::apply_rank(&k.0, &k.1), (*k).clone())));
         for k in order {
-            let api_version = gvks
-                .iter()
-                .find(|(g, _, kind)| *g == k.0 && *kind == k.1)
-                .map(|(g, v, _)| if g.is_empty() { v.clone() } else { format!("{g}/{v}") })
-                .unwrap_or_default();
+            let api_version = api_version_of(&gvks, k);
             let (action, msg) = match resolver.resolve(&api_version, &k.1).await {
                 Err(e) => (Action::Failed, Some(e)),
                 Ok((ar, caps)) => {

@@ -5,11 +5,14 @@
 //! carries noise the other lacks; fields only the server manages (`managedFields`, `resourceVersion`,
 //! `uid`, `generation`, `creationTimestamp`) are removed from both.
 
-use super::apply::{api_for, display, key_of, list_members, preferred_version, read_parent, Desired, Key, Resolver};
-use super::applyset::{self, LABEL_PART_OF};
+use super::apply::{
+    api_for, api_version_of, display, key_of, list_members, plan_gvks, read_parent, with_member_label, Desired, Key,
+    Resolver,
+};
+use super::applyset;
 use super::Member;
 use kube::api::{Patch, PatchParams};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::BTreeSet;
 
 /// One cluster's two sides: (live now, predicted after apply), objects as JSON.
@@ -46,24 +49,7 @@ pub async fn live_sides(member: &Member, desired: &[Desired], parent: &str) -> R
         .await
         .map_err(|e| super::apply::describe(&e))?;
     let mut resolver = Resolver::new(client.clone());
-    let mut gvks: BTreeSet<(String, String, String)> = BTreeSet::new();
-    for d in desired {
-        let api = d.obj["apiVersion"].as_str().unwrap_or("");
-        let (g, v) = api.rsplit_once('/').unwrap_or(("", api));
-        gvks.insert((
-            g.to_string(),
-            v.to_string(),
-            d.obj["kind"].as_str().unwrap_or("").to_string(),
-        ));
-    }
-    for gk in &state.group_kinds {
-        let (g, k) = applyset::parse_group_kind(gk);
-        if !gvks.iter().any(|(gg, _, kk)| *gg == g && *kk == k) {
-            if let Some(v) = preferred_version(client, &g, &k).await {
-                gvks.insert((g, v, k));
-            }
-        }
-    }
+    let gvks = plan_gvks(client, desired, &state).await;
     let members = list_members(&mut resolver, &gvks, &id).await?;
     let mut sides = LiveSides::default();
     let wanted: BTreeSet<Key> = desired.iter().map(|d| key_of(&d.obj)).collect();
@@ -86,13 +72,7 @@ pub async fn live_sides(member: &Member, desired: &[Desired], parent: &str) -> R
             }
             continue;
         }
-        let mut obj = d.obj.clone();
-        if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-            let labels = meta.entry("labels").or_insert_with(|| json!({}));
-            if let Some(l) = labels.as_object_mut() {
-                l.insert(LABEL_PART_OF.into(), id.clone().into());
-            }
-        }
+        let obj = with_member_label(&d.obj, &id);
         let predicted = api.patch(&k.3, &pp, &Patch::Apply(&obj)).await.map_err(|e| {
             format!(
                 "{}: server-side dry run refused: {}",
@@ -108,11 +88,7 @@ pub async fn live_sides(member: &Member, desired: &[Desired], parent: &str) -> R
         }
     }
     for k in members.keys().filter(|k| !wanted.contains(k)) {
-        let api_version = gvks
-            .iter()
-            .find(|(g, _, kind)| *g == k.0 && *kind == k.1)
-            .map(|(g, v, _)| if g.is_empty() { v.clone() } else { format!("{g}/{v}") })
-            .unwrap_or_default();
+        let api_version = api_version_of(&gvks, k);
         let (ar, caps) = resolver.resolve(&api_version, &k.1).await?;
         if let Ok(Some(o)) = api_for(client, &ar, &caps, &k.2).get_opt(&k.3).await {
             sides
