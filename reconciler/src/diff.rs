@@ -266,33 +266,7 @@ pub fn run(repo: &Path, from: Option<&str>, to: Option<&str>, clusters: &[String
     let old = render::render(&old_snap, &opts);
     let new = render::render(&new_snap, &opts);
     let diffs = pair(&old, &new)?;
-    let differs = diffs.iter().any(|d| !d.changes.is_empty());
-    let mut out = std::io::stdout().lock();
-    match format {
-        Format::Json => {
-            serde_json::to_writer_pretty(
-                &mut out,
-                &serde_json::json!({"clusters": diffs, "diagnostics": new.diagnostics}),
-            )?;
-            writeln!(out)?;
-        }
-        Format::Text => {
-            for d in &diffs {
-                for c in &d.changes {
-                    out.write_all(c.diff.as_bytes())?;
-                }
-            }
-            for d in &diffs {
-                writeln!(
-                    out,
-                    "{}: +{} created ~{} changed -{} deleted",
-                    d.cluster, d.created, d.changed, d.deleted
-                )?;
-            }
-            drop(out);
-            print::diagnostics_text(&new.diagnostics);
-        }
-    }
+    let differs = print_diffs(&diffs, &new.diagnostics, format)?;
     Ok(if differs || new.has_errors() {
         ExitCode::from(1)
     } else {
