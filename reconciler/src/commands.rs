@@ -166,3 +166,30 @@ pub fn apply(args: &RepoArgs, a: &ApplyArgs, format: Format) -> Result<ExitCode>
     print::diagnostics_text(&diagnostics);
     Ok(exit(failed))
 }
+
+/// `flotilla reconcile`: runs the daemon until SIGINT or SIGTERM.
+pub fn reconcile(opts: crate::daemon::Options) -> Result<ExitCode> {
+    let runtime = crate::runtime()?;
+    runtime.block_on(async {
+        let daemon = crate::daemon::Daemon::new();
+        daemon.run(opts, shutdown_signal()).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+    tracing::info!("shutting down");
+}

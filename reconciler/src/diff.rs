@@ -212,8 +212,8 @@ pub fn run_live(
             .into_iter()
             .flatten()
             .map(|o| Desired {
-                obj: Value::clone(o),
-                overwrite: false,
+                obj: std::sync::Arc::clone(o),
+                overwrite: out.overwrite.contains(&crate::cluster::fleet::object_ref(o)),
             })
             .collect();
         let result = runtime.block_on(async {

@@ -18,7 +18,9 @@
 
 pub mod cluster;
 pub mod commands;
+pub mod daemon;
 pub mod diff;
+pub mod drift;
 pub mod print;
 pub mod source;
 

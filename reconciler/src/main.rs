@@ -90,6 +90,35 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Follow a Git branch: apply each new commit to every cluster, watch every managed object, correct
+    /// (or report) drift. Runs until SIGINT/SIGTERM.
+    Reconcile {
+        /// A local Git repository, `file://` URL, or a directory inside a repository (that subtree is the
+        /// flotilla repository). Commits are read from the object database, never checked out.
+        #[arg(long)]
+        source: String,
+        /// The branch to follow (default: the branch HEAD points at).
+        #[arg(long)]
+        branch: Option<String>,
+        /// How often to look for a new commit (jittered by ±10%): 60s, 500ms, 2m.
+        #[arg(long, default_value = "60s", value_parser = reconciler::daemon::parse_duration)]
+        interval: std::time::Duration,
+        /// The kubeconfig holding one context per cluster (default: $KUBECONFIG, ~/.kube/config).
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+        /// Correct drift at once (heal) or only report it.
+        #[arg(long, value_enum, default_value_t = reconciler::daemon::DriftMode::Heal)]
+        drift: reconciler::daemon::DriftMode,
+        /// Name of the ApplySet parent (ConfigMap in flotilla-system).
+        #[arg(long)]
+        applyset: Option<String>,
+        /// Delete flotilla's objects that left the desired set (`--prune false` to keep them).
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        prune: bool,
+        /// Allow a prune the prune guard would refuse.
+        #[arg(long)]
+        allow_mass_prune: bool,
+    },
     /// Show what would change per cluster between two revisions (default: HEAD against the working tree).
     Diff {
         #[arg(long, default_value = ".")]
@@ -117,9 +146,9 @@ enum Command {
     },
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FLOTILLA_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -131,7 +160,12 @@ fn init_logging(format: LogFormat) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    // The daemon reports what it does (syncs, drift) at info; one-shot commands only warn.
+    let default_level = match cli.command {
+        Command::Reconcile { .. } => "warn,reconciler=info",
+        _ => "warn",
+    };
+    init_logging(cli.log_format, default_level);
     let result = match cli.command {
         Command::Render {
             repo,
@@ -169,6 +203,35 @@ fn main() -> ExitCode {
             },
             format,
         ),
+        Command::Reconcile {
+            source,
+            branch,
+            interval,
+            kubeconfig,
+            drift,
+            applyset,
+            prune,
+            allow_mass_prune,
+        } => {
+            let path = source.strip_prefix("file://").unwrap_or(&source);
+            let mut opts = reconciler::daemon::Options::new(PathBuf::from(path));
+            opts.branch = branch;
+            opts.interval = interval;
+            opts.kubeconfig = kubeconfig;
+            opts.drift = drift;
+            if let Some(a) = applyset {
+                opts.applyset = a;
+            }
+            opts.prune = prune;
+            opts.allow_mass_prune = allow_mass_prune;
+            if source.contains("://") && !source.starts_with("file://") {
+                Err(anyhow::anyhow!(
+                    "--source {source}: remote Git URLs are not supported yet; give a local path or file:// URL"
+                ))
+            } else {
+                commands::reconcile(opts)
+            }
+        }
         Command::Diff {
             repo,
             from,

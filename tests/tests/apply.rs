@@ -339,7 +339,7 @@ async fn live_diff_shows_out_of_band_edits_and_no_defaulting_noise() {
     let desired: Vec<Desired> = out.clusters["cluster-1"]
         .iter()
         .map(|o| Desired {
-            obj: serde_json::Value::clone(o),
+            obj: std::sync::Arc::clone(o),
             overwrite: false,
         })
         .collect();
@@ -388,7 +388,9 @@ async fn a_restricted_identity_gets_a_clear_rbac_error() {
         client: kube::Client::try_from(config).unwrap(),
     };
     let desired = vec![apply::Desired {
-        obj: serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "default"}}),
+        obj: std::sync::Arc::new(
+            serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "default"}}),
+        ),
         overwrite: false,
     }];
     let cs = apply::apply_cluster(&member, &desired, &apply::ApplyOptions::default()).await;

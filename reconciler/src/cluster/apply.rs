@@ -16,6 +16,7 @@ use kube::core::{ApiResource, GroupVersionKind};
 use kube::discovery::{ApiCapabilities, Scope};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Options of one apply.
@@ -50,10 +51,10 @@ impl Default for ApplyOptions {
     }
 }
 
-/// One object to apply.
+/// One object to apply. Shared: the render's objects are shared between clusters and commits.
 #[derive(Debug, Clone)]
 pub struct Desired {
-    pub obj: Value,
+    pub obj: Arc<Value>,
     /// Conflict resolution Overwrite: adopt an existing object flotilla does not own.
     pub overwrite: bool,
 }
@@ -120,7 +121,7 @@ impl Resolver {
         r
     }
 
-    fn forget(&mut self) {
+    pub(crate) fn forget(&mut self) {
         self.cache.retain(|_, v| v.is_ok());
     }
 }
@@ -334,7 +335,27 @@ async fn wait_established(client: &kube::Client, name: &str) -> Result<(), Strin
     ))
 }
 
-/// Applies one object; returns its action.
+/// What the cluster answered to an apply: the state drift detection compares later events with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    pub resource_version: String,
+    /// flotilla's field set (`managedFields` entry of manager `flotilla`, operation Apply), compact JSON.
+    pub fields: Option<Box<str>>,
+}
+
+impl Observed {
+    pub fn of(meta: &kube::api::ObjectMeta) -> Observed {
+        Observed {
+            resource_version: meta.resource_version.clone().unwrap_or_default(),
+            fields: crate::drift::flotilla_fields(meta),
+        }
+    }
+}
+
+/// The result of applying one object.
+type Applied = (Action, Option<String>, Option<Observed>);
+
+/// Applies one object; returns its action and, when it was written, what the cluster holds now.
 async fn apply_one(
     client: &kube::Client,
     id: &str,
@@ -343,7 +364,7 @@ async fn apply_one(
     key: &Key,
     current: Option<&String>,
     dry_run: bool,
-) -> (Action, Option<String>) {
+) -> Applied {
     let (ar, caps) = target;
     let api = api_for(client, &ar, &caps, &key.2);
     let obj = with_member_label(&d.obj, id);
@@ -354,10 +375,11 @@ async fn apply_one(
                 return (
                     Action::Conflict,
                     Some("exists and is not managed by flotilla; conflictResolution Abort leaves it untouched".into()),
+                    None,
                 )
             }
             Ok(_) => {}
-            Err(e) => return (Action::Failed, Some(describe(&e))),
+            Err(e) => return (Action::Failed, Some(describe(&e)), None),
         }
     }
     let pp = PatchParams {
@@ -366,20 +388,43 @@ async fn apply_one(
     };
     match api.patch(&key.3, &pp, &Patch::Apply(&obj)).await {
         Ok(res) => {
-            let rv = res.metadata.resource_version.unwrap_or_default();
+            let observed = Observed::of(&res.metadata);
             let action = match current {
                 None => Action::Created,
-                Some(old) if *old == rv => Action::Unchanged,
+                Some(old) if *old == observed.resource_version => Action::Unchanged,
                 Some(_) => Action::Configured,
             };
-            (action, None)
+            (action, None, Some(observed))
         }
-        Err(e) => (Action::Failed, Some(describe(&e))),
+        Err(e) => (Action::Failed, Some(describe(&e)), None),
+    }
+}
+
+/// Re-applies one member (drift correction): server-side apply with force, no ownership check (it is
+/// flotilla's; if it was deleted, it is created again).
+pub(crate) async fn reapply(resolver: &mut Resolver, id: &str, d: &Desired, key: &Key) -> Result<Observed, String> {
+    let api_version = d.obj["apiVersion"].as_str().unwrap_or("");
+    let target = resolver.resolve(api_version, &key.1).await?;
+    let client = resolver.client.clone();
+    let current = String::new();
+    match apply_one(&client, id, target, d, key, Some(&current), false).await {
+        (_, _, Some(o)) => Ok(o),
+        (_, m, None) => Err(m.unwrap_or_else(|| "not applied".into())),
     }
 }
 
 /// Applies `desired` (in apply order) to one member cluster.
 pub async fn apply_cluster(member: &Member, desired: &[Desired], opts: &ApplyOptions) -> ChangeSet {
+    apply_cluster_observed(member, desired, opts).await.0
+}
+
+/// [`apply_cluster`], also returning per desired object (same index) what the cluster answered.
+pub async fn apply_cluster_observed(
+    member: &Member,
+    desired: &[Desired],
+    opts: &ApplyOptions,
+) -> (ChangeSet, Vec<Option<Observed>>) {
+    let mut observed: Vec<Option<Observed>> = vec![None; desired.len()];
     let mut cs = ChangeSet::new(&member.name);
     let client = &member.client;
     let id = applyset::applyset_id(&opts.applyset);
@@ -387,7 +432,7 @@ pub async fn apply_cluster(member: &Member, desired: &[Desired], opts: &ApplyOpt
         Ok(p) => p,
         Err(e) => {
             cs.error = Some(describe(&e));
-            return cs;
+            return (cs, observed);
         }
     };
     let mut resolver = Resolver::new(client.clone());
@@ -407,7 +452,7 @@ pub async fn apply_cluster(member: &Member, desired: &[Desired], opts: &ApplyOpt
         Ok(m) => m,
         Err(e) => {
             cs.error = Some(e);
-            return cs;
+            return (cs, observed);
         }
     };
     let to_prune: Vec<&Key> = members.keys().filter(|k| !wanted.contains(k)).collect();
@@ -417,7 +462,8 @@ pub async fn apply_cluster(member: &Member, desired: &[Desired], opts: &ApplyOpt
                 "prune guard: the commit renders nothing for this cluster, which holds {} flotilla objects; refused (use --allow-mass-prune)",
                 members.len()
             ));
-            return cs;
+            cs.guarded = true;
+            return (cs, observed);
         }
         if to_prune.len() * 100 > members.len() * opts.prune_guard as usize {
             cs.error = Some(format!(
@@ -426,7 +472,8 @@ pub async fn apply_cluster(member: &Member, desired: &[Desired], opts: &ApplyOpt
                 members.len(),
                 opts.prune_guard
             ));
-            return cs;
+            cs.guarded = true;
+            return (cs, observed);
         }
     }
     let new_ns: BTreeSet<String> = keys
@@ -450,11 +497,11 @@ pub async fn apply_cluster(member: &Member, desired: &[Desired], opts: &ApplyOpt
         .collect();
     if let Err(e) = write_parent(client, &opts.applyset, &union_gks, &union_ns, None, opts.dry_run).await {
         cs.error = Some(format!("updating the ApplySet parent: {}", describe(&e)));
-        return cs;
+        return (cs, observed);
     }
 
     // Execute: CRDs and Namespaces, then the rest.
-    let mut results: Vec<Option<(Action, Option<String>)>> = vec![None; desired.len()];
+    let mut results: Vec<Option<Applied>> = vec![None; desired.len()];
     for phase in [true, false] {
         let idx: Vec<usize> = (0..desired.len()).filter(|&i| first_phase(&keys[i]) == phase).collect();
         let mut targets = Vec::new();
@@ -462,10 +509,10 @@ pub async fn apply_cluster(member: &Member, desired: &[Desired], opts: &ApplyOpt
             let api = desired[i].obj["apiVersion"].as_str().unwrap_or("");
             match resolver.resolve(api, &keys[i].1).await {
                 Ok(t) => targets.push((i, t)),
-                Err(e) => results[i] = Some((Action::Failed, Some(e))),
+                Err(e) => results[i] = Some((Action::Failed, Some(e), None)),
             }
         }
-        let done: Vec<(usize, (Action, Option<String>))> = stream::iter(targets)
+        let done: Vec<(usize, Applied)> = stream::iter(targets)
             .map(|(i, t)| {
                 let (d, k, cur) = (&desired[i], &keys[i], members.get(&keys[i]));
                 let id = id.as_str();
@@ -481,11 +528,11 @@ pub async fn apply_cluster(member: &Member, desired: &[Desired], opts: &ApplyOpt
             for (i, k) in keys.iter().enumerate() {
                 let ok = matches!(
                     results[i],
-                    Some((Action::Created | Action::Configured | Action::Unchanged, _))
+                    Some((Action::Created | Action::Configured | Action::Unchanged, _, _))
                 );
                 if is_crd(k) && ok {
                     if let Err(e) = wait_established(client, &k.3).await {
-                        results[i] = Some((Action::Failed, Some(e)));
+                        results[i] = Some((Action::Failed, Some(e), None));
                     }
                 }
             }
@@ -493,8 +540,9 @@ pub async fn apply_cluster(member: &Member, desired: &[Desired], opts: &ApplyOpt
         }
     }
     for (i, r) in results.into_iter().enumerate() {
-        let (a, m) = r.unwrap_or((Action::Failed, Some("not attempted".into())));
+        let (a, m, o) = r.unwrap_or((Action::Failed, Some("not attempted".into()), None));
         cs.push(display(&keys[i]), a, m);
+        observed[i] = o;
     }
 
     // Prune in reverse apply order, then record the new set in the parent.
@@ -543,5 +591,5 @@ pub async fn apply_cluster(member: &Member, desired: &[Desired], opts: &ApplyOpt
     {
         cs.error = Some(format!("updating the ApplySet parent: {}", describe(&e)));
     }
-    cs
+    (cs, observed)
 }

@@ -46,6 +46,9 @@ pub struct ChangeSet {
     /// A failure of the cluster as a whole (unreachable, refused by the prune guard, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The error is the prune guard's refusal: retrying the same commit cannot help.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub guarded: bool,
 }
 
 impl ChangeSet {
@@ -54,6 +57,7 @@ impl ChangeSet {
             cluster: cluster.to_string(),
             entries: Vec::new(),
             error: None,
+            guarded: false,
         }
     }
 

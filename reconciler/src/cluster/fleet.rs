@@ -7,6 +7,7 @@ use anyhow::{bail, Result};
 use kube::config::Kubeconfig;
 use render::{Diagnostic, RenderOptions, Snapshot};
 use serde_json::Value;
+use std::sync::Arc;
 
 /// What to apply where.
 #[derive(Debug, Clone, Default)]
@@ -32,7 +33,7 @@ pub enum FleetOutcome {
     },
 }
 
-fn object_ref(o: &Value) -> render::ObjectRef {
+pub(crate) fn object_ref(o: &Value) -> render::ObjectRef {
     let s = |p: &str| o.pointer(p).and_then(Value::as_str).unwrap_or("").to_string();
     let api = s("/apiVersion");
     render::ObjectRef {
@@ -43,60 +44,98 @@ fn object_ref(o: &Value) -> render::ObjectRef {
     }
 }
 
-/// Renders `snapshot` and applies it to the clusters of its inventory through `kubeconfig`.
-pub async fn apply_fleet(snapshot: &Snapshot, kubeconfig: &Kubeconfig, args: &FleetArgs) -> Result<FleetOutcome> {
+/// One cluster's part of a plan.
+#[derive(Debug, Clone)]
+pub struct PlannedCluster {
+    pub name: String,
+    /// The kubeconfig context reaching it.
+    pub context: String,
+    /// Its objects in apply order.
+    pub desired: Vec<Desired>,
+}
+
+/// A rendered commit ready to apply.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub commit: Option<String>,
+    /// `pruneGuard` of the repository's config (percent, default 50).
+    pub prune_guard: u32,
+    /// Inventory order.
+    pub clusters: Vec<PlannedCluster>,
+    /// The render's non-error diagnostics.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Renders `snapshot` for the clusters `only` (all when empty): `Err` with the diagnostics when the
+/// commit has errors (nothing of it may be applied anywhere).
+pub fn plan(snapshot: &Snapshot, only: &[String]) -> Result<Result<Plan, Vec<Diagnostic>>> {
     let repo = render::repo::load(snapshot);
-    for c in &args.clusters {
+    for c in only {
         if repo.cluster(c).is_none() {
             bail!("unknown cluster `{c}`");
         }
     }
     let (output, _) = render::pipeline::run(&repo, &RenderOptions::default());
     if output.has_errors() {
-        return Ok(FleetOutcome::Refused(output.diagnostics));
+        return Ok(Err(output.diagnostics));
     }
-    let mut opts = ApplyOptions {
-        prune: args.prune,
-        dry_run: args.dry_run,
-        prune_guard: repo.config.spec.prune_guard.unwrap_or(50),
-        allow_mass_prune: args.allow_mass_prune,
-        commit: snapshot.revision.clone(),
-        ..ApplyOptions::default()
-    };
-    if let Some(a) = &args.applyset {
-        opts.applyset = a.clone();
-    }
-    let targets: Vec<(String, String, Vec<Desired>)> = repo
+    let clusters = repo
         .clusters
         .iter()
-        .filter(|c| args.clusters.is_empty() || args.clusters.contains(&c.name))
-        .map(|c| {
-            let want = output
+        .filter(|c| only.is_empty() || only.contains(&c.name))
+        .map(|c| PlannedCluster {
+            name: c.name.clone(),
+            context: c.context().to_string(),
+            desired: output
                 .clusters
                 .get(&c.name)
                 .into_iter()
                 .flatten()
                 .map(|o| Desired {
                     overwrite: output.overwrite.contains(&object_ref(o)),
-                    obj: Value::clone(o),
+                    obj: Arc::clone(o),
                 })
-                .collect();
-            (c.name.clone(), c.context().to_string(), want)
+                .collect(),
         })
         .collect();
+    Ok(Ok(Plan {
+        commit: snapshot.revision.clone(),
+        prune_guard: repo.config.spec.prune_guard.unwrap_or(50),
+        clusters,
+        diagnostics: output.diagnostics,
+    }))
+}
+
+/// Renders `snapshot` and applies it to the clusters of its inventory through `kubeconfig`.
+pub async fn apply_fleet(snapshot: &Snapshot, kubeconfig: &Kubeconfig, args: &FleetArgs) -> Result<FleetOutcome> {
+    let plan = match plan(snapshot, &args.clusters)? {
+        Ok(p) => p,
+        Err(diagnostics) => return Ok(FleetOutcome::Refused(diagnostics)),
+    };
+    let mut opts = ApplyOptions {
+        prune: args.prune,
+        dry_run: args.dry_run,
+        prune_guard: plan.prune_guard,
+        allow_mass_prune: args.allow_mass_prune,
+        commit: plan.commit.clone(),
+        ..ApplyOptions::default()
+    };
+    if let Some(a) = &args.applyset {
+        opts.applyset = a.clone();
+    }
     let opts = &opts;
-    let jobs = targets.iter().map(|(name, context, want)| async move {
-        match client_for(kubeconfig, context).await {
+    let jobs = plan.clusters.iter().map(|c| async move {
+        match client_for(kubeconfig, &c.context).await {
             Ok(client) => {
                 let member = Member {
-                    name: name.clone(),
-                    context: context.clone(),
+                    name: c.name.clone(),
+                    context: c.context.clone(),
                     client,
                 };
-                apply_cluster(&member, want, opts).await
+                apply_cluster(&member, &c.desired, opts).await
             }
             Err(e) => {
-                let mut cs = ChangeSet::new(name);
+                let mut cs = ChangeSet::new(&c.name);
                 cs.error = Some(format!("{e:#}"));
                 cs
             }
@@ -105,6 +144,6 @@ pub async fn apply_fleet(snapshot: &Snapshot, kubeconfig: &Kubeconfig, args: &Fl
     let sets = futures::future::join_all(jobs).await;
     Ok(FleetOutcome::Applied {
         sets,
-        diagnostics: output.diagnostics,
+        diagnostics: plan.diagnostics,
     })
 }

@@ -1,0 +1,486 @@
+//! One member cluster inside the daemon: an actor that applies the newest target it was given, retries
+//! with backoff, and watches every managed kind (by the ApplySet `part-of` label) to find and correct
+//! drift (see [`crate::drift`] for what counts as drift).
+//!
+//! Ordering is what keeps this simple: the actor does one thing at a time. Watch events that arrive
+//! while it applies a commit wait in its queue; afterwards each is compared with what the server
+//! answered to the apply, and an event older than that answer (by resourceVersion) is stale and
+//! ignored, so flotilla never mistakes its own writes for drift.
+
+use super::{unix_now, DriftAction, DriftMode, Event, ObjectFailure, Shared, SyncState};
+use crate::cluster::apply::{
+    apply_cluster_observed, display, key_of, reapply, ApplyOptions, Desired, Key, Observed, Resolver,
+};
+use crate::cluster::applyset::{self, LABEL_PART_OF};
+use crate::cluster::changeset::Action;
+use crate::cluster::Member;
+use crate::drift;
+use futures::StreamExt;
+use kube::api::{Api, DynamicObject};
+use kube::core::PartialObjectMeta;
+use kube::runtime::watcher;
+use kube::runtime::WatchStreamExt;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+/// What a cluster should hold: one rendered commit.
+#[derive(Debug)]
+pub(crate) struct Target {
+    pub commit: String,
+    pub desired: Arc<Vec<Desired>>,
+    pub apply: ApplyOptions,
+}
+
+/// The daemon's handle on one actor.
+pub(crate) struct Handle {
+    tx: watch::Sender<Option<Arc<Target>>>,
+    task: JoinHandle<()>,
+}
+
+impl Handle {
+    /// Replaces the target (an actor that is busy goes straight to the newest one when it is free).
+    pub(crate) fn set(&self, t: Target) {
+        let _ = self.tx.send(Some(Arc::new(t)));
+    }
+
+    /// Stops the actor and its watchers (an apply in flight gets 10 s to finish).
+    pub(crate) async fn stop(self) {
+        let Handle { tx, mut task } = self;
+        drop(tx);
+        if tokio::time::timeout(Duration::from_secs(10), &mut task).await.is_err() {
+            task.abort();
+        }
+    }
+}
+
+/// Starts the actor of one member cluster.
+pub(crate) fn spawn(member: Member, mode: DriftMode, shared: Shared) -> Handle {
+    let (tx, rx) = watch::channel(None);
+    let (seen_tx, seen_rx) = mpsc::channel(1024);
+    let actor = Actor {
+        resolver: Resolver::new(member.client.clone()),
+        member,
+        mode,
+        shared,
+        id: String::new(),
+        target: None,
+        index: HashMap::new(),
+        tracked: HashMap::new(),
+        drifted: HashMap::new(),
+        watchers: HashMap::new(),
+        seen_tx,
+        retry_at: None,
+        backoff: Duration::ZERO,
+    };
+    Handle {
+        tx,
+        task: tokio::spawn(actor.run(rx, seen_rx)),
+    }
+}
+
+/// (group, kind)
+type Gk = (String, String);
+
+/// What a watcher saw, with the instant it saw it.
+enum Seen {
+    Apply(Gk, Box<PartialObjectMeta<DynamicObject>>, Instant),
+    Delete(Gk, Box<PartialObjectMeta<DynamicObject>>, Instant),
+    Init(Gk),
+    InitDone(Gk),
+}
+
+/// A running watcher; aborted when dropped.
+struct Watch {
+    task: JoinHandle<()>,
+    /// During a (re)list: the members listed so far; the tracked ones not listed were deleted.
+    listing: Option<HashSet<Key>>,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+const BACKOFF_FIRST: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+struct Actor {
+    member: Member,
+    mode: DriftMode,
+    shared: Shared,
+    /// The ApplySet id (label value of members).
+    id: String,
+    resolver: Resolver,
+    target: Option<Arc<Target>>,
+    /// Desired object index by key.
+    index: HashMap<Key, usize>,
+    /// What the server answered to flotilla's last write of each member.
+    tracked: HashMap<Key, Observed>,
+    /// Report mode: drift seen and not corrected, with its fields.
+    drifted: HashMap<Key, Vec<String>>,
+    watchers: HashMap<Gk, Watch>,
+    seen_tx: mpsc::Sender<Seen>,
+    retry_at: Option<tokio::time::Instant>,
+    backoff: Duration,
+}
+
+/// Whether resourceVersion `a` is newer than `b` (etcd revisions; opaque ones: when they differ).
+fn newer(a: &str, b: &str) -> bool {
+    match (a.parse::<u64>(), b.parse::<u64>()) {
+        (Ok(x), Ok(y)) => x > y,
+        _ => a != b,
+    }
+}
+
+fn key_from(gk: &Gk, meta: &PartialObjectMeta<DynamicObject>) -> Key {
+    (
+        gk.0.clone(),
+        gk.1.clone(),
+        meta.metadata.namespace.clone().unwrap_or_default(),
+        meta.metadata.name.clone().unwrap_or_default(),
+    )
+}
+
+impl Actor {
+    async fn run(mut self, mut rx: watch::Receiver<Option<Arc<Target>>>, mut seen_rx: mpsc::Receiver<Seen>) {
+        loop {
+            let retry = self.retry_at;
+            tokio::select! {
+                biased;
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    let t = rx.borrow_and_update().clone();
+                    if let Some(t) = t {
+                        self.sync(t).await;
+                    }
+                }
+                () = tokio::time::sleep_until(retry.unwrap_or_else(tokio::time::Instant::now)), if retry.is_some() => {
+                    if let Some(t) = self.target.clone() {
+                        self.sync(t).await;
+                    }
+                }
+                Some(seen) = seen_rx.recv() => self.observe(seen).await,
+            }
+        }
+    }
+
+    fn name(&self) -> &str {
+        &self.member.name
+    }
+
+    fn schedule_retry(&mut self) -> Duration {
+        self.backoff = if self.backoff.is_zero() {
+            BACKOFF_FIRST
+        } else {
+            (self.backoff * 2).min(BACKOFF_MAX)
+        };
+        self.retry_at = Some(tokio::time::Instant::now() + self.backoff);
+        self.backoff
+    }
+
+    /// Applies `t`; records what the server answered; (re)starts the watchers it needs.
+    async fn sync(&mut self, t: Arc<Target>) {
+        self.retry_at = None;
+        let name = self.name().to_string();
+        self.shared.cluster(&name, |s| s.state = SyncState::Syncing);
+        self.id = applyset::applyset_id(&t.apply.applyset);
+        let (cs, observed) = apply_cluster_observed(&self.member, &t.desired, &t.apply).await;
+        self.index = t.desired.iter().enumerate().map(|(i, d)| (key_of(&d.obj), i)).collect();
+        self.tracked = observed
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, o)| Some((key_of(&t.desired[i].obj), o?)))
+            .collect();
+        self.drifted.clear();
+        self.target = Some(Arc::clone(&t));
+        let failures: Vec<ObjectFailure> = cs
+            .entries
+            .iter()
+            .filter(|e| e.action == Action::Failed)
+            .map(|e| ObjectFailure {
+                object: e.object.clone(),
+                message: e.message.clone().unwrap_or_default(),
+            })
+            .collect();
+        if let Some(error) = cs.error.clone() {
+            // The prune guard's refusal stands until a new commit; anything else is retried.
+            let retry = if cs.guarded {
+                Duration::ZERO
+            } else {
+                self.schedule_retry()
+            };
+            self.shared.cluster(&name, |s| {
+                s.state = SyncState::Failed;
+                s.last_error = Some(error.clone());
+                s.failures = failures;
+                s.drifted.clear();
+            });
+            self.shared.emit(Event::SyncFailed {
+                cluster: name,
+                commit: t.commit.clone(),
+                error,
+                retry_millis: retry.as_millis() as u64,
+            });
+        } else {
+            let n_failed = failures.len();
+            if n_failed == 0 {
+                self.backoff = Duration::ZERO;
+            } else {
+                self.schedule_retry();
+            }
+            let commit = t.commit.clone();
+            self.shared.cluster(&name, |s| {
+                s.commit = Some(commit);
+                s.drifted.clear();
+                s.failures = failures;
+                if n_failed == 0 {
+                    s.state = SyncState::Synced;
+                    s.last_error = None;
+                    s.last_synced = Some(unix_now());
+                } else {
+                    s.state = SyncState::Degraded;
+                    s.last_error = Some(format!("{n_failed} object(s) failed; retrying"));
+                }
+            });
+            self.shared.emit(Event::Synced {
+                cluster: name,
+                commit: t.commit.clone(),
+                created: cs.count(Action::Created),
+                configured: cs.count(Action::Configured),
+                unchanged: cs.count(Action::Unchanged),
+                pruned: cs.count(Action::Pruned),
+                conflicts: cs.count(Action::Conflict),
+                failed: n_failed,
+            });
+        }
+        self.ensure_watchers(&t).await;
+    }
+
+    /// One watcher per managed (group, kind); those of kinds that left are stopped.
+    async fn ensure_watchers(&mut self, t: &Target) {
+        let mut wanted: BTreeMap<Gk, String> = BTreeMap::new();
+        for d in t.desired.iter() {
+            let k = key_of(&d.obj);
+            let api_version = d.obj["apiVersion"].as_str().unwrap_or("").to_string();
+            wanted.entry((k.0, k.1)).or_insert(api_version);
+        }
+        self.watchers.retain(|gk, _| wanted.contains_key(gk));
+        self.resolver.forget();
+        let selector = format!("{LABEL_PART_OF}={}", self.id);
+        for (gk, api_version) in wanted {
+            if self.watchers.contains_key(&gk) {
+                continue;
+            }
+            match self.resolver.resolve(&api_version, &gk.1).await {
+                Ok((ar, _)) => {
+                    let task = spawn_watcher(
+                        self.member.client.clone(),
+                        ar,
+                        gk.clone(),
+                        selector.clone(),
+                        self.seen_tx.clone(),
+                    );
+                    self.watchers.insert(gk, Watch { task, listing: None });
+                }
+                // The kind is not served (its objects failed and are retried): watched after a retry.
+                Err(e) => tracing::debug!(cluster = %self.member.name, "not watching: {e}"),
+            }
+        }
+    }
+
+    async fn observe(&mut self, seen: Seen) {
+        match seen {
+            Seen::Init(gk) => {
+                if let Some(w) = self.watchers.get_mut(&gk) {
+                    w.listing = Some(HashSet::new());
+                }
+            }
+            Seen::InitDone(gk) => {
+                let Some(listed) = self.watchers.get_mut(&gk).and_then(|w| w.listing.take()) else {
+                    return;
+                };
+                let missing: Vec<Key> = self
+                    .tracked
+                    .keys()
+                    .filter(|k| k.0 == gk.0 && k.1 == gk.1 && !listed.contains(*k))
+                    .cloned()
+                    .collect();
+                for k in missing {
+                    // A list can predate an object flotilla created meanwhile: confirm before acting.
+                    if !self.exists(&k).await {
+                        self.deleted(k, Instant::now()).await;
+                    }
+                }
+            }
+            Seen::Apply(gk, meta, at) => {
+                let key = key_from(&gk, &meta);
+                if let Some(l) = self.watchers.get_mut(&gk).and_then(|w| w.listing.as_mut()) {
+                    l.insert(key.clone());
+                }
+                self.changed(key, &meta, at).await;
+            }
+            Seen::Delete(gk, meta, at) => {
+                let key = key_from(&gk, &meta);
+                let rv = meta.metadata.resource_version.clone().unwrap_or_default();
+                let current = self.tracked.get(&key).is_some_and(|t| newer(&rv, &t.resource_version));
+                if current {
+                    self.deleted(key, at).await;
+                }
+            }
+        }
+    }
+
+    async fn exists(&mut self, key: &Key) -> bool {
+        let Some(d) = self.desired_of(key) else {
+            return true;
+        };
+        let api_version = d.obj["apiVersion"].as_str().unwrap_or("").to_string();
+        match self.resolver.resolve(&api_version, &key.1).await {
+            Ok((ar, caps)) => {
+                let api = crate::cluster::apply::api_for(&self.member.client, &ar, &caps, &key.2);
+                !matches!(api.get_metadata_opt(&key.3).await, Ok(None))
+            }
+            Err(_) => true,
+        }
+    }
+
+    fn desired_of(&self, key: &Key) -> Option<Desired> {
+        let i = *self.index.get(key)?;
+        self.target.as_ref()?.desired.get(i).cloned()
+    }
+
+    /// A member changed: drift if flotilla's field set lost anything since flotilla wrote it.
+    async fn changed(&mut self, key: Key, meta: &PartialObjectMeta<DynamicObject>, at: Instant) {
+        let Some(rec) = self.tracked.get_mut(&key) else {
+            return; // not desired, or not written by this daemon (a conflict, a failure)
+        };
+        let rv = meta.metadata.resource_version.clone().unwrap_or_default();
+        if !newer(&rv, &rec.resource_version) {
+            return; // flotilla's own write, or older than it
+        }
+        let live = drift::flotilla_fields(&meta.metadata);
+        if live == rec.fields {
+            rec.resource_version = rv;
+            if self.drifted.remove(&key).is_some() {
+                let object = display(&key);
+                self.shared.cluster(&self.member.name, |s| {
+                    s.drifted.remove(&object);
+                });
+            }
+            return;
+        }
+        let lost = drift::lost(rec.fields.as_deref(), live.as_deref());
+        if lost.is_empty() {
+            *rec = Observed {
+                resource_version: rv,
+                fields: live,
+            };
+            return;
+        }
+        let fields: Vec<String> = lost.iter().map(|p| drift::readable(p)).collect();
+        let by = drift::holders(&meta.metadata, &lost);
+        self.drift(key, rv, fields, by, at).await;
+    }
+
+    async fn deleted(&mut self, key: Key, at: Instant) {
+        let rv = self
+            .tracked
+            .get(&key)
+            .map(|t| t.resource_version.clone())
+            .unwrap_or_default();
+        self.drift(key, rv, vec!["(object deleted)".into()], Vec::new(), at)
+            .await;
+    }
+
+    async fn drift(&mut self, key: Key, rv: String, fields: Vec<String>, by: Vec<String>, at: Instant) {
+        let object = display(&key);
+        let cluster = self.member.name.clone();
+        match self.mode {
+            DriftMode::Heal => {
+                let Some(d) = self.desired_of(&key) else {
+                    return;
+                };
+                let action = match reapply(&mut self.resolver, &self.id, &d, &key).await {
+                    Ok(o) => {
+                        self.tracked.insert(key, o);
+                        self.shared.cluster(&cluster, |s| s.drift_corrections += 1);
+                        DriftAction::Healed {
+                            millis: at.elapsed().as_secs_f64() * 1000.0,
+                        }
+                    }
+                    Err(error) => {
+                        // Retried with the whole set (e.g. its namespace is being deleted).
+                        if self.retry_at.is_none() {
+                            self.schedule_retry();
+                        }
+                        DriftAction::HealFailed { error }
+                    }
+                };
+                self.shared.emit(Event::Drift {
+                    cluster,
+                    object,
+                    fields,
+                    by,
+                    action,
+                });
+            }
+            DriftMode::Report => {
+                if let Some(t) = self.tracked.get_mut(&key) {
+                    t.resource_version = rv;
+                }
+                if self.drifted.get(&key) == Some(&fields) {
+                    return; // already reported
+                }
+                self.drifted.insert(key, fields.clone());
+                self.shared.cluster(&cluster, |s| {
+                    s.drifted.insert(object.clone(), fields.clone());
+                });
+                self.shared.emit(Event::Drift {
+                    cluster,
+                    object,
+                    fields,
+                    by,
+                    action: DriftAction::Reported,
+                });
+            }
+        }
+    }
+}
+
+/// Watches the members of one kind (metadata only: `managedFields` is all drift detection needs).
+fn spawn_watcher(
+    client: kube::Client,
+    ar: kube::core::ApiResource,
+    gk: Gk,
+    selector: String,
+    tx: mpsc::Sender<Seen>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client, &ar);
+        let stream = watcher::watcher(api, watcher::Config::default().labels(&selector)).default_backoff();
+        futures::pin_mut!(stream);
+        while let Some(ev) = stream.next().await {
+            let seen = match ev {
+                Ok(watcher::Event::Apply(m) | watcher::Event::InitApply(m)) => {
+                    Seen::Apply(gk.clone(), Box::new(m), Instant::now())
+                }
+                Ok(watcher::Event::Delete(m)) => Seen::Delete(gk.clone(), Box::new(m), Instant::now()),
+                Ok(watcher::Event::Init) => Seen::Init(gk.clone()),
+                Ok(watcher::Event::InitDone) => Seen::InitDone(gk.clone()),
+                Err(e) => {
+                    tracing::debug!(kind = %gk.1, "watch: {e}");
+                    continue;
+                }
+            };
+            if tx.send(seen).await.is_err() {
+                break;
+            }
+        }
+    })
+}

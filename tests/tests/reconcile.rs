@@ -1,0 +1,391 @@
+//! The reconcile daemon end to end on three real kube-apiservers (the shared harness): it follows a
+//! branch of a real local Git repository, applies each commit, refuses a broken one, and finds drift
+//! through watches: heals it (or only reports it) without fighting fields it does not manage.
+//! Each test runs its own daemon with its own ApplySet, namespace and repository.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
+
+use flotilla_tests::cluster::{self, unique_name};
+use flotilla_tests::git;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use reconciler::daemon::{Daemon, DriftAction, DriftMode, Event, Options, SyncState};
+use serde_json::json;
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, oneshot};
+
+const CLUSTERS: &str = "apiVersion: flotilla.dev/v1alpha1
+kind: Cluster
+metadata: {name: cluster-1}
+---
+apiVersion: flotilla.dev/v1alpha1
+kind: Cluster
+metadata: {name: cluster-2}
+---
+apiVersion: flotilla.dev/v1alpha1
+kind: Cluster
+metadata: {name: cluster-3}
+";
+
+/// Writes the repository's files for namespace `ns` with ConfigMap value `value` and commits them.
+fn commit_repo(dir: &Path, ns: &str, value: &str, image: &str) -> String {
+    let files = [
+        ("clusters.yaml", CLUSTERS.to_string()),
+        (
+            "ns.yaml",
+            format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n"),
+        ),
+        (
+            "policies.yaml",
+            format!(
+                "apiVersion: policy.karmada.io/v1alpha1
+kind: ClusterPropagationPolicy
+metadata: {{name: {ns}-ns}}
+spec:
+  resourceSelectors: [{{apiVersion: v1, kind: Namespace, name: {ns}}}]
+  placement: {{clusterAffinity: {{clusterNames: [cluster-1, cluster-2, cluster-3]}}}}
+---
+apiVersion: policy.karmada.io/v1alpha1
+kind: PropagationPolicy
+metadata: {{name: all, namespace: {ns}}}
+spec:
+  resourceSelectors:
+  - {{apiVersion: v1, kind: ConfigMap}}
+  - {{apiVersion: apps/v1, kind: Deployment}}
+  placement: {{clusterAffinity: {{clusterNames: [cluster-1, cluster-2, cluster-3]}}}}
+"
+            ),
+        ),
+        (
+            "app.yaml",
+            format!(
+                "apiVersion: v1
+kind: ConfigMap
+metadata: {{name: settings, namespace: {ns}}}
+data: {{k: {value}}}
+---
+# No replicas: an autoscaler owns them; flotilla must not fight it.
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web, namespace: {ns}}}
+spec:
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      containers: [{{name: web, image: '{image}'}}]
+"
+            ),
+        ),
+    ];
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", &format!("settings {value}")]);
+    git(dir, &["rev-parse", "HEAD"])
+}
+
+fn new_repo() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    git(dir.path(), &["init", "-q", "-b", "main"]);
+    dir
+}
+
+struct Running {
+    daemon: Arc<Daemon>,
+    events: broadcast::Receiver<Event>,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// Waits (up to 60 s) for an event matching `pred`; earlier events are skipped.
+    async fn wait(&mut self, what: &str, mut pred: impl FnMut(&Event) -> bool) -> Event {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Ok(e)) if pred(&e) => return e,
+                Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => {}
+                Ok(Err(e)) => panic!("waiting for {what}: event channel closed: {e}"),
+                Err(_) => panic!(
+                    "waiting for {what}: nothing within 60 s; status: {:#?}",
+                    self.daemon.status()
+                ),
+            }
+        }
+    }
+
+    /// Waits until every cluster reports `commit` synced.
+    async fn synced(&mut self, commit: &str) {
+        let mut left: BTreeSet<String> = ["cluster-1", "cluster-2", "cluster-3"].map(String::from).into();
+        while !left.is_empty() {
+            let e = self
+                .wait(
+                    &format!("{commit} synced on {left:?}"),
+                    |e| matches!(e, Event::Synced { commit: c, failed: 0, .. } if c == commit),
+                )
+                .await;
+            if let Event::Synced { cluster, .. } = e {
+                left.remove(&cluster);
+            }
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+fn start(h: &cluster::Harness, repo: &Path, drift: DriftMode) -> Running {
+    let daemon = Arc::new(Daemon::new());
+    let events = daemon.subscribe();
+    let mut opts = Options::new(repo.to_path_buf());
+    opts.branch = Some("main".into());
+    opts.interval = Duration::from_millis(200);
+    opts.kubeconfig = Some(h.kubeconfig().to_path_buf());
+    opts.drift = drift;
+    opts.applyset = unique_name("reconcile");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let d = Arc::clone(&daemon);
+    let task = tokio::spawn(async move {
+        d.run(opts, async {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    Running {
+        daemon,
+        events,
+        stop: Some(stop),
+        task,
+    }
+}
+
+fn by(manager: &str) -> PatchParams {
+    PatchParams {
+        field_manager: Some(manager.into()),
+        ..PatchParams::default()
+    }
+}
+
+async fn setting(h: &cluster::Harness, i: usize, ns: &str) -> Option<String> {
+    Api::<ConfigMap>::namespaced(h.client(i).unwrap(), ns)
+        .get_opt("settings")
+        .await
+        .unwrap()
+        .and_then(|c| c.data)
+        .and_then(|d| d.get("k").cloned())
+}
+
+fn drift_of<'e>(e: &'e Event, cluster: &str, object: &str) -> Option<(&'e [String], &'e [String], &'e DriftAction)> {
+    match e {
+        Event::Drift {
+            cluster: c,
+            object: o,
+            fields,
+            by,
+            action,
+        } if c == cluster && o == object => Some((fields, by, action)),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_is_healed_without_fighting_fields_flotilla_does_not_manage() {
+    let Some(h) = cluster::shared(3).unwrap() else { return };
+    let ns = unique_name("heal");
+    let repo = new_repo();
+    let first = commit_repo(repo.path(), &ns, "one", "nginx:1.27");
+    let mut d = start(h, repo.path(), DriftMode::Heal);
+    d.synced(&first).await;
+    let c1 = h.client(0).unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(c1.clone(), &ns);
+    let deploys: Api<Deployment> = Api::namespaced(c1.clone(), &ns);
+    let cm_name = format!("ConfigMap {ns}/settings");
+    let deploy_name = format!("Deployment.apps {ns}/web");
+
+    // 1. Someone edits a value flotilla manages: healed, and the event names the field and the editor.
+    cms.patch(
+        "settings",
+        &by("kubectl-edit"),
+        &Patch::Merge(json!({"data": {"k": "edited"}})),
+    )
+    .await
+    .unwrap();
+    let e = d
+        .wait("ConfigMap drift", |e| drift_of(e, "cluster-1", &cm_name).is_some())
+        .await;
+    let (fields, who, action) = drift_of(&e, "cluster-1", &cm_name).unwrap();
+    assert_eq!(fields, ["data.k"]);
+    assert_eq!(who, ["kubectl-edit (Update)"]);
+    assert!(matches!(action, DriftAction::Healed { .. }), "{action:?}");
+    assert_eq!(setting(h, 0, &ns).await.as_deref(), Some("one"));
+
+    // 2. An autoscaler sets replicas (the template has none): not drift. Then someone changes the
+    //    image: healed; the correction names only the image and leaves the replicas alone.
+    deploys
+        .patch(
+            "web",
+            &by("horizontal-pod-autoscaler"),
+            &Patch::Merge(json!({"spec": {"replicas": 5}})),
+        )
+        .await
+        .unwrap();
+    deploys
+        .patch(
+            "web",
+            &by("kubectl-edit"),
+            &Patch::Strategic(
+                json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "evil:6.6.6"}]}}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let e = d
+        .wait("Deployment drift", |e| drift_of(e, "cluster-1", &deploy_name).is_some())
+        .await;
+    let (fields, who, action) = drift_of(&e, "cluster-1", &deploy_name).unwrap();
+    assert_eq!(fields, ["spec.template.spec.containers[name=web].image"]);
+    assert_eq!(who, ["kubectl-edit (Update)"]);
+    assert!(matches!(action, DriftAction::Healed { .. }), "{action:?}");
+    let live = deploys.get("web").await.unwrap();
+    let spec = live.spec.unwrap();
+    assert_eq!(spec.replicas, Some(5), "the autoscaler's replicas were fought over");
+    assert_eq!(
+        spec.template.spec.unwrap().containers[0].image.as_deref(),
+        Some("nginx:1.27")
+    );
+
+    // 3. Someone deletes a managed object: it is created again.
+    cms.delete("settings", &DeleteParams::default()).await.unwrap();
+    let e = d
+        .wait("deletion drift", |e| drift_of(e, "cluster-1", &cm_name).is_some())
+        .await;
+    let (fields, _, action) = drift_of(&e, "cluster-1", &cm_name).unwrap();
+    assert_eq!(fields, ["(object deleted)"]);
+    assert!(matches!(action, DriftAction::Healed { .. }), "{action:?}");
+    assert_eq!(setting(h, 0, &ns).await.as_deref(), Some("one"));
+
+    let status = d.daemon.status();
+    let c1s = &status.clusters["cluster-1"];
+    assert_eq!(c1s.drift_corrections, 3, "{status:#?}");
+    assert_eq!(c1s.state, SyncState::Synced);
+    for other in ["cluster-2", "cluster-3"] {
+        assert_eq!(status.clusters[other].drift_corrections, 0, "{status:#?}");
+    }
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_in_report_mode_is_reported_and_left_until_the_next_commit() {
+    let Some(h) = cluster::shared(3).unwrap() else { return };
+    let ns = unique_name("report");
+    let repo = new_repo();
+    let first = commit_repo(repo.path(), &ns, "one", "nginx:1.27");
+    let mut d = start(h, repo.path(), DriftMode::Report);
+    d.synced(&first).await;
+    let cm_name = format!("ConfigMap {ns}/settings");
+    let cms: Api<ConfigMap> = Api::namespaced(h.client(1).unwrap(), &ns);
+    cms.patch(
+        "settings",
+        &by("kubectl-edit"),
+        &Patch::Merge(json!({"data": {"k": "edited"}})),
+    )
+    .await
+    .unwrap();
+    let e = d
+        .wait("reported drift", |e| drift_of(e, "cluster-2", &cm_name).is_some())
+        .await;
+    let (fields, who, action) = drift_of(&e, "cluster-2", &cm_name).unwrap();
+    assert_eq!(
+        (fields, who, action),
+        (
+            &["data.k".to_string()][..],
+            &["kubectl-edit (Update)".to_string()][..],
+            &DriftAction::Reported
+        )
+    );
+    assert_eq!(
+        setting(h, 1, &ns).await.as_deref(),
+        Some("edited"),
+        "report mode changed the object"
+    );
+    let status = d.daemon.status();
+    assert_eq!(
+        status.clusters["cluster-2"].drifted.get(&cm_name),
+        Some(&vec!["data.k".to_string()])
+    );
+    assert_eq!(status.clusters["cluster-2"].drift_corrections, 0);
+
+    // The next commit re-applies flotilla's fields: Git wins again and the drift is gone.
+    let second = commit_repo(repo.path(), &ns, "two", "nginx:1.27");
+    d.synced(&second).await;
+    for i in 0..3 {
+        assert_eq!(setting(h, i, &ns).await.as_deref(), Some("two"), "cluster-{}", i + 1);
+    }
+    assert!(d.daemon.status().clusters["cluster-2"].drifted.is_empty());
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_follows_the_branch_and_refuses_a_broken_commit() {
+    let Some(h) = cluster::shared(3).unwrap() else { return };
+    let ns = unique_name("follow");
+    let repo = new_repo();
+    let first = commit_repo(repo.path(), &ns, "one", "nginx:1.27");
+    let mut d = start(h, repo.path(), DriftMode::Heal);
+    d.synced(&first).await;
+
+    // A new commit lands everywhere, changed in place.
+    let second = commit_repo(repo.path(), &ns, "two", "nginx:1.27");
+    d.synced(&second).await;
+    for i in 0..3 {
+        assert_eq!(setting(h, i, &ns).await.as_deref(), Some("two"));
+    }
+
+    // A broken commit is refused with its diagnostics, and nothing changes anywhere.
+    std::fs::write(repo.path().join("app.yaml"), "data: [unclosed\n").unwrap();
+    git(repo.path(), &["commit", "-q", "-am", "broken"]);
+    let broken = git(repo.path(), &["rev-parse", "HEAD"]);
+    let e = d
+        .wait(
+            "refusal",
+            |e| matches!(e, Event::Refused { commit, .. } if *commit == broken),
+        )
+        .await;
+    let Event::Refused { diagnostics, .. } = e else {
+        unreachable!()
+    };
+    assert!(
+        diagnostics.iter().any(|m| m.starts_with("app.yaml:")),
+        "{diagnostics:?}"
+    );
+    let status = d.daemon.status();
+    assert_eq!(
+        status.refused.as_ref().map(|r| r.commit.as_str()),
+        Some(broken.as_str())
+    );
+    assert_eq!(status.desired.as_deref(), Some(second.as_str()));
+    for (name, c) in &status.clusters {
+        assert_eq!(c.commit.as_deref(), Some(second.as_str()), "{name}");
+    }
+    for i in 0..3 {
+        assert_eq!(setting(h, i, &ns).await.as_deref(), Some("two"));
+    }
+
+    // The next good commit lands and clears the refusal.
+    let third = commit_repo(repo.path(), &ns, "three", "nginx:1.27");
+    d.synced(&third).await;
+    for i in 0..3 {
+        assert_eq!(setting(h, i, &ns).await.as_deref(), Some("three"));
+    }
+    assert_eq!(d.daemon.status().refused, None);
+    d.stop().await;
+}
