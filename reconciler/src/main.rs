@@ -151,7 +151,10 @@ fn init_logging(format: LogFormat, default: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // A closed stderr (a log pipe that went away) must not take the daemon down with a panic.
+        .log_internal_errors(false);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -160,10 +163,11 @@ fn init_logging(format: LogFormat, default: &str) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The daemon reports what it does (syncs, drift) at info; one-shot commands only warn.
+    // The daemon reports what it does (syncs, drift) at info; one-shot commands only warn. kube's own
+    // per-request error line would repeat what flotilla reports per cluster.
     let default_level = match cli.command {
-        Command::Reconcile { .. } => "warn,reconciler=info",
-        _ => "warn",
+        Command::Reconcile { .. } => "warn,reconciler=info,kube_client::client::builder=off",
+        _ => "warn,kube_client::client::builder=off",
     };
     init_logging(cli.log_format, default_level);
     let result = match cli.command {

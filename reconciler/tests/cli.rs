@@ -470,3 +470,81 @@ fn explain_names_policy_clusters_and_overrides() {
     assert!(v["policies"].as_array().unwrap().iter().any(|p| p["chosen"] == true));
     assert_eq!(v["clusters"].as_array().unwrap().len(), 3);
 }
+
+/// `flotilla reconcile` as a process: clusters that cannot be reached are reported per cluster (in
+/// JSON logs) and retried while the daemon keeps running; SIGTERM stops it cleanly (exit 0).
+#[test]
+fn reconcile_reports_unreachable_clusters_and_stops_on_sigterm() {
+    use std::io::BufRead;
+    let r = Repo::basic();
+    r.commit("one");
+    // A port nothing listens on (bound, then released).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let kubeconfig = r.path().join("kubeconfig");
+    let contexts: String = ["member1", "member2"]
+        .iter()
+        .map(|c| format!("- name: {c}\n  context: {{cluster: {c}, user: u}}\n"))
+        .collect();
+    let clusters: String = ["member1", "member2"]
+        .iter()
+        .map(|c| format!("- name: {c}\n  cluster: {{server: 'https://127.0.0.1:{port}', insecure-skip-tls-verify: true}}\n"))
+        .collect();
+    std::fs::write(
+        &kubeconfig,
+        format!("apiVersion: v1\nkind: Config\nclusters:\n{clusters}contexts:\n{contexts}users:\n- name: u\n  user: {{token: t}}\ncurrent-context: member1\n"),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flotilla"))
+        .args(["--log-format", "json", "reconcile", "--source"])
+        .arg(r.path())
+        .args(["--interval", "100ms", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut failed = std::collections::BTreeSet::new();
+    let mut seen = Vec::new();
+    let mut lines = stderr.lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        if v["fields"]["message"].as_str().is_some_and(|m| m.starts_with("sync failed")) {
+            assert!(v["fields"]["message"].as_str().unwrap().contains("unreachable"), "{line}");
+            failed.insert(v["fields"]["cluster"].as_str().unwrap().to_string());
+            // Retried: the second failure of a cluster shows the backoff grew.
+            if failed.len() == 2 && v["fields"]["retry_millis"].as_u64() >= Some(2000) {
+                break;
+            }
+        }
+        assert!(seen.len() < 200, "no retries seen:\n{}", seen.join("\n"));
+    }
+    assert_eq!(failed.into_iter().collect::<Vec<_>>(), ["member1", "member2"]);
+    // Keep draining the log (a closed pipe is not what is being tested).
+    let rest = std::thread::spawn(move || stderr_rest(lines));
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            let rest = rest.join().unwrap();
+            assert!(s.success(), "exit status after SIGTERM: {s}; log:\n{rest}");
+            assert!(rest.contains("shutting down"), "{rest}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still running 30 s after SIGTERM");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+fn stderr_rest(lines: std::io::Lines<std::io::BufReader<std::process::ChildStderr>>) -> String {
+    lines.map_while(Result::ok).collect::<Vec<_>>().join("\n")
+}
