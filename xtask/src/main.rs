@@ -5,12 +5,15 @@
 //! - `peers`: builds the peer tools used for side-by-side numbers (kustomize) into the cache;
 //! - `bench-render`: times `flotilla render`/`validate` against `kustomize build` on the same input and
 //!   checks that both produce the same objects;
+//! - `bench-drift`, `bench-reconcile`: the reconcile daemon on local kube-apiservers: drift heal
+//!   latency, and memory while holding many objects on several clusters;
 //! - `testbins`: builds kube-apiserver and etcd for the cluster tests (once per machine);
 //! - `clusters up|down`: local clusters of the test harness (`flotilla-tests`), left running.
 //!
 //! This is a tool, not a library: errors are `anyhow` with context, and output goes to stdout.
 
 mod bench;
+mod bench_reconcile;
 mod clusters;
 mod compare;
 mod gen;
@@ -110,6 +113,27 @@ enum Cmd {
         #[command(subcommand)]
         action: ClustersCmd,
     },
+    /// Drift heal latency of `flotilla reconcile` on a local kube-apiserver: out-of-band edits of
+    /// managed objects, one at a time and all at once, p50/p99.
+    BenchDrift {
+        #[arg(long, default_value_t = 100)]
+        edits: usize,
+        /// Objects managed (ConfigMaps, Secrets, Services, ServiceAccounts, Deployments).
+        #[arg(long, default_value_t = 400)]
+        objects: usize,
+        /// The flotilla binary (default: target/release/flotilla).
+        #[arg(long)]
+        flotilla: Option<PathBuf>,
+    },
+    /// Memory of `flotilla reconcile` holding `--objects` objects on each of `--clusters` local clusters.
+    BenchReconcile {
+        #[arg(long, default_value_t = 10_000)]
+        objects: usize,
+        #[arg(long, default_value_t = 3)]
+        clusters: usize,
+        #[arg(long)]
+        flotilla: Option<PathBuf>,
+    },
     /// Benchmark `flotilla render`/`validate` against `kustomize build` on a generated repository.
     BenchRender {
         #[command(flatten)]
@@ -136,6 +160,10 @@ enum Cmd {
 fn workspace_root() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+fn default_flotilla() -> PathBuf {
+    workspace_root().join("target/release/flotilla")
 }
 
 fn main() -> Result<()> {
@@ -165,6 +193,24 @@ fn main() -> Result<()> {
             } => clusters::up(count, names, kubeconfig)?,
             ClustersCmd::Down => clusters::down()?,
         },
+        Cmd::BenchDrift {
+            edits,
+            objects,
+            flotilla,
+        } => bench_reconcile::drift(&bench_reconcile::DriftOptions {
+            flotilla: flotilla.unwrap_or_else(default_flotilla),
+            edits,
+            objects,
+        })?,
+        Cmd::BenchReconcile {
+            objects,
+            clusters,
+            flotilla,
+        } => bench_reconcile::memory(&bench_reconcile::MemoryOptions {
+            flotilla: flotilla.unwrap_or_else(default_flotilla),
+            objects,
+            clusters,
+        })?,
         Cmd::BenchRender {
             size,
             runs,
