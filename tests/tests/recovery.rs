@@ -152,7 +152,16 @@ fn commit(version: Version, revision: &str) -> Commit {
 /// A harness of our own with three clusters, or `None` when cluster tests are skipped on purpose.
 fn own_harness() -> Option<Harness> {
     if cluster::skip_requested() {
-        eprintln!("cluster tests skipped on purpose: {}=1", cluster::SKIP_ENV);
+        static SAID: std::sync::Once = std::sync::Once::new();
+        SAID.call_once(|| {
+            // Straight to stderr: libtest hides what passing tests print.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "recovery tests skipped on purpose: {}=1 (they need real kube-apiservers)",
+                cluster::SKIP_ENV
+            );
+        });
         return None;
     }
     Some(Harness::start(3).unwrap())
@@ -218,6 +227,26 @@ fn summary(cs: &ChangeSet) -> String {
 /// if the apply does not come back, or did not fail on cluster-2 (killed too late) or failed
 /// anywhere else.
 async fn apply_and_kill_cluster_2(h: &Harness, c: &Commit, args: &FleetArgs) -> Vec<ChangeSet> {
+    apply_and_interrupt_cluster_2(h, c, args, || h.stop_apiserver(VICTIM).unwrap()).await
+}
+
+/// Sends `signal` (`STOP`, `CONT`) to cluster-2's kube-apiserver.
+fn signal_cluster_2(h: &Harness, signal: &str) {
+    let pid = h.pids().into_iter().find(|(n, _)| n == CLUSTERS[VICTIM]).unwrap().1;
+    let status = std::process::Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal} {pid}: {status}");
+}
+
+/// [`apply_and_kill_cluster_2`] with another way of interrupting cluster-2.
+async fn apply_and_interrupt_cluster_2(
+    h: &Harness,
+    c: &Commit,
+    args: &FleetArgs,
+    interrupt: impl FnOnce(),
+) -> Vec<ChangeSet> {
     let id = applyset::applyset_id(args.applyset.as_deref().unwrap());
     let watcher: Api<ConfigMap> = Api::all(h.client(VICTIM).unwrap());
     let selector = format!("{}={id}", applyset::LABEL_PART_OF);
@@ -230,7 +259,7 @@ async fn apply_and_kill_cluster_2(h: &Harness, c: &Commit, args: &FleetArgs) -> 
                 .await
                 .unwrap();
             if page.metadata.continue_.as_deref().is_some_and(|t| !t.is_empty()) {
-                h.stop_apiserver(VICTIM).unwrap();
+                interrupt();
                 return;
             }
             assert!(Instant::now() < deadline, "cluster-2 never got {KILL_AFTER} ConfigMaps");
@@ -492,4 +521,48 @@ async fn killed_mid_apply_then_a_new_commit_with_prune_converges() {
         assert!(cs.error.is_none(), "{}", summary(cs));
     }
     assert_converged(&h, parent, &b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_apiserver_does_not_hang_the_fleet_and_converges_once_thawed() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(h) = own_harness() else { return };
+    let parent = "recovery";
+    let a = commit(Version::A, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+    // A server that stops answering without closing its connections (SIGSTOP; a host that died
+    // looks the same from here) must cost one request timeout, not one per object, nor forever.
+    let args = FleetArgs {
+        request_timeout: Some(Duration::from_secs(10)),
+        ..args(parent)
+    };
+
+    let first = apply_and_interrupt_cluster_2(&h, &a, &args, || signal_cluster_2(&h, "STOP")).await;
+    signal_cluster_2(&h, "CONT");
+    let two = set(&first, CLUSTERS[1]);
+    assert!(
+        two.error.as_deref().unwrap_or("").contains("stopped answering"),
+        "{}",
+        summary(two)
+    );
+    let not_attempted = two
+        .entries
+        .iter()
+        .filter(|e| e.message.as_deref().is_some_and(|m| m.starts_with("not attempted")))
+        .count();
+    assert!(
+        not_attempted > two.count(Action::Failed) / 2,
+        "after the first timeout the rest is not attempted: {}",
+        summary(two)
+    );
+    assert_interrupted(&h, parent, &a).await;
+
+    let again = apply(&h, &a, &args).await;
+    for cs in &again {
+        assert!(!cs.failed(), "{}", summary(cs));
+    }
+    for cluster in [CLUSTERS[0], CLUSTERS[2]] {
+        let cs = set(&again, cluster);
+        assert_eq!(cs.count(Action::Unchanged), a.objects.len(), "{}", summary(cs));
+    }
+    assert_converged(&h, parent, &a).await;
 }

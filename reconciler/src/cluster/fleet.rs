@@ -2,7 +2,7 @@
 
 use super::apply::{apply_cluster, ApplyOptions, Desired};
 use super::changeset::ChangeSet;
-use super::{client_for, Member};
+use super::{client_with_timeout, Member, REQUEST_TIMEOUT};
 use anyhow::{bail, Result};
 use kube::config::Kubeconfig;
 use render::{Diagnostic, RenderOptions, Snapshot};
@@ -18,6 +18,8 @@ pub struct FleetArgs {
     pub clusters: Vec<String>,
     /// ApplySet parent name (default `flotilla-applyset`).
     pub applyset: Option<String>,
+    /// How long a request may wait for an answer (default [`REQUEST_TIMEOUT`]).
+    pub request_timeout: Option<std::time::Duration>,
 }
 
 /// The outcome of one apply of one commit.
@@ -86,7 +88,7 @@ pub async fn apply_fleet(snapshot: &Snapshot, kubeconfig: &Kubeconfig, args: &Fl
         .collect();
     let opts = &opts;
     let jobs = targets.iter().map(|(name, context, want)| async move {
-        match client_for(kubeconfig, context).await {
+        match client_with_timeout(kubeconfig, context, args.request_timeout.unwrap_or(REQUEST_TIMEOUT)).await {
             Ok(client) => {
                 let member = Member {
                     name: name.clone(),
