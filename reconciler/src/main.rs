@@ -203,6 +203,7 @@ fn main() -> ExitCode {
                     allow_mass_prune,
                     clusters,
                     applyset,
+                    request_timeout: None,
                 },
             },
             format,

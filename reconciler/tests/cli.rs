@@ -491,7 +491,9 @@ fn reconcile_reports_unreachable_clusters_and_stops_on_sigterm() {
         .collect();
     let clusters: String = ["member1", "member2"]
         .iter()
-        .map(|c| format!("- name: {c}\n  cluster: {{server: 'https://127.0.0.1:{port}', insecure-skip-tls-verify: true}}\n"))
+        .map(|c| {
+            format!("- name: {c}\n  cluster: {{server: 'https://127.0.0.1:{port}', insecure-skip-tls-verify: true}}\n")
+        })
         .collect();
     std::fs::write(
         &kubeconfig,
@@ -514,8 +516,14 @@ fn reconcile_reports_unreachable_clusters_and_stops_on_sigterm() {
         let line = line.unwrap();
         seen.push(line.clone());
         let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
-        if v["fields"]["message"].as_str().is_some_and(|m| m.starts_with("sync failed")) {
-            assert!(v["fields"]["message"].as_str().unwrap().contains("unreachable"), "{line}");
+        if v["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("sync failed"))
+        {
+            assert!(
+                v["fields"]["message"].as_str().unwrap().contains("unreachable"),
+                "{line}"
+            );
             failed.insert(v["fields"]["cluster"].as_str().unwrap().to_string());
             // Retried: the second failure of a cluster shows the backoff grew.
             if failed.len() == 2 && v["fields"]["retry_millis"].as_u64() >= Some(2000) {

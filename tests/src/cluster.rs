@@ -40,6 +40,13 @@
 //! Cluster tests fail when Go or the binaries are missing; `FLOTILLA_SKIP_CLUSTER=1` skips them
 //! on purpose ([`shared`] then returns `None` after saying so). CI never sets it.
 //!
+//! # Killing a cluster
+//!
+//! [`Harness::stop_apiserver`] kills one cluster's kube-apiserver (`SIGKILL`) and
+//! [`Harness::start_apiserver`] brings it back on the same port with the same etcd prefix and
+//! certificates, so clients and the kubeconfig stay valid. Tests that do this start a [`Harness`] of
+//! their own: the [`shared`] one refuses.
+//!
 //! # Cleanup and logs
 //!
 //! Every process is killed when the harness is dropped, when a test panics and when the test
@@ -176,6 +183,9 @@ pub struct Harness {
     clusters: Vec<Cluster>,
     pki: pki::Pki,
     supervisor: Option<process::Supervisor>,
+    ready_timeout: Duration,
+    /// Started by [`shared`]: its clusters may not be stopped (other tests use them).
+    shared: bool,
 }
 
 /// Clusters left running by [`Harness::detach`].
@@ -218,10 +228,7 @@ impl Harness {
 
     /// A new admin client of the `index`-th cluster (0 is `cluster-1`), bound to the current runtime.
     pub fn client(&self, index: usize) -> Result<kube::Client> {
-        self.clusters
-            .get(index)
-            .ok_or_else(|| anyhow!("the harness has {} clusters, not {}", self.clusters.len(), index + 1))?
-            .client()
+        self.cluster_at(index)?.client()
     }
 
     /// New admin clients of all clusters, in order.
@@ -267,6 +274,48 @@ impl Harness {
     /// The etcd client URL (`http://127.0.0.1:<port>`).
     pub fn etcd_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.etcd_port)
+    }
+
+    /// Kills the kube-apiserver of the `index`-th cluster (0 is `cluster-1`) with `SIGKILL` and waits
+    /// until it has exited: its clients' connections break and new ones are refused, as when a
+    /// control plane dies. etcd and the other clusters keep running. [`Harness::start_apiserver`]
+    /// brings it back. Not allowed on the [`shared`] harness (other tests use its clusters): a test
+    /// that stops clusters starts a [`Harness`] of its own.
+    pub fn stop_apiserver(&self, index: usize) -> Result<()> {
+        if self.shared {
+            bail!("the shared harness's clusters may not be stopped: start a Harness of your own");
+        }
+        let cluster = self.cluster_at(index)?;
+        self.running()?
+            .stop(&cluster.name)
+            .with_context(|| format!("stopping the kube-apiserver of {}", cluster.name))?;
+        Ok(())
+    }
+
+    /// Starts the kube-apiserver of the `index`-th cluster again after [`Harness::stop_apiserver`]:
+    /// same binary and flags, so the same port, etcd prefix (its objects are all still there),
+    /// certificates and keys; the kubeconfig, [`Cluster::config`] and clients made before stay valid.
+    /// Blocks until its `/readyz` answers `ok` (also inside an async test, on a thread of its own).
+    /// The restarted process dies with the test binary like the first one (see the watchdog).
+    pub fn start_apiserver(&self, index: usize) -> Result<()> {
+        let cluster = self.cluster_at(index)?;
+        let supervisor = self.running()?;
+        supervisor
+            .restart(&cluster.name)
+            .with_context(|| format!("restarting the kube-apiserver of {}", cluster.name))?;
+        start::wait_restarted(supervisor, cluster, self.ready_timeout)
+    }
+
+    fn cluster_at(&self, index: usize) -> Result<&Cluster> {
+        self.clusters
+            .get(index)
+            .ok_or_else(|| anyhow!("the harness has {} clusters, not {}", self.clusters.len(), index + 1))
+    }
+
+    fn running(&self) -> Result<&process::Supervisor> {
+        self.supervisor
+            .as_ref()
+            .ok_or_else(|| anyhow!("the harness is detached: its processes are no longer its own"))
     }
 
     /// The PIDs of the harness's processes, by name (`etcd`, then the clusters).
@@ -341,7 +390,14 @@ pub fn shared(n: usize) -> Result<Option<&'static Harness>> {
         let mut map = SHARED.lock().unwrap_or_else(|e| e.into_inner());
         map.entry(n).or_insert_with(|| Box::leak(Box::new(OnceLock::new())))
     };
-    let started = slot.get_or_init(|| Harness::start(n).map_err(|e| format!("{e:?}")));
+    let started = slot.get_or_init(|| {
+        Harness::start(n)
+            .map(|mut h| {
+                h.shared = true;
+                h
+            })
+            .map_err(|e| format!("{e:?}"))
+    });
     match started {
         Ok(harness) => {
             // Captured by libtest and shown only if this test fails.

@@ -401,3 +401,191 @@ async fn a_restricted_identity_gets_a_clear_rbac_error() {
         "{cs:#?}"
     );
 }
+
+async fn parent_annotations(
+    h: &cluster::Harness,
+    i: usize,
+    parent: &str,
+) -> std::collections::BTreeMap<String, String> {
+    Api::<ConfigMap>::namespaced(h.client(i).unwrap(), reconciler::cluster::applyset::PARENT_NAMESPACE)
+        .get(parent)
+        .await
+        .unwrap()
+        .metadata
+        .annotations
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apply_that_partly_failed_prunes_nothing_and_claims_no_commit() {
+    use reconciler::cluster::applyset::ANNOTATION_COMMIT;
+    let Some(h) = harness() else { return };
+    let ns = cluster::create_namespace(&h.client(0).unwrap(), "partial")
+        .await
+        .unwrap();
+    // A namespace the commit uses but nobody created: applying into it fails (404).
+    let absent = unique_name("partial-absent");
+    let parent = unique_name("partial");
+    let args = FleetArgs {
+        applyset: Some(parent.clone()),
+        prune: true,
+        clusters: vec!["cluster-1".into()],
+        ..FleetArgs::default()
+    };
+    let mut one = snapshot(&[
+        ("pp.yaml", policy(&ns, &["cluster-1"], "Abort")),
+        ("a.yaml", configmap(&ns, "a", "one")),
+        ("b.yaml", configmap(&ns, "b", "one")),
+        ("c.yaml", configmap(&ns, "c", "one")),
+    ]);
+    one.revision = Some("1111111111111111111111111111111111111111".into());
+    let sets = apply(h, &one, &args).await;
+    assert!(!sets[0].failed(), "{sets:#?}");
+    assert_eq!(
+        parent_annotations(h, 0, &parent).await.get(ANNOTATION_COMMIT),
+        one.revision.as_ref()
+    );
+
+    // b leaves, d arrives in the absent namespace and fails: b must stay (kubectl does not prune
+    // after a failed apply either), and the parent must not name the commit as applied.
+    let two_files = [
+        ("pp.yaml", policy(&ns, &["cluster-1"], "Abort")),
+        ("pp-absent.yaml", policy(&absent, &["cluster-1"], "Abort")),
+        ("a.yaml", configmap(&ns, "a", "two")),
+        ("c.yaml", configmap(&ns, "c", "one")),
+        ("d.yaml", configmap(&absent, "d", "two")),
+    ];
+    let mut two = snapshot(&two_files);
+    two.revision = Some("2222222222222222222222222222222222222222".into());
+    let sets = apply(h, &two, &args).await;
+    assert_eq!(
+        action(&sets, "cluster-1", &format!("ConfigMap {absent}/d")),
+        Some(Action::Failed),
+        "{sets:#?}"
+    );
+    assert_eq!(
+        action(&sets, "cluster-1", &format!("ConfigMap {ns}/b")),
+        None,
+        "{sets:#?}"
+    );
+    assert!(sets[0].error.as_deref().unwrap_or("").contains("prune"), "{sets:#?}");
+    assert!(cm(h, 0, &ns, "b").await.is_some(), "pruned after a failed apply");
+    assert_eq!(cm(h, 0, &ns, "a").await.unwrap().data.unwrap()["k"], "two");
+    let ann = parent_annotations(h, 0, &parent).await;
+    assert_ne!(ann.get(ANNOTATION_COMMIT), two.revision.as_ref(), "{ann:?}");
+
+    // Once the namespace exists the same commit goes through, prune included.
+    let absent_ns: k8s_openapi::api::core::v1::Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": absent}})).unwrap();
+    Api::all(h.client(0).unwrap())
+        .create(&PostParams::default(), &absent_ns)
+        .await
+        .unwrap();
+    let sets = apply(h, &two, &args).await;
+    assert!(!sets[0].failed(), "{sets:#?}");
+    assert_eq!(
+        action(&sets, "cluster-1", &format!("ConfigMap {ns}/b")),
+        Some(Action::Pruned)
+    );
+    assert!(cm(h, 0, &ns, "b").await.is_none());
+    assert!(cm(h, 0, &absent, "d").await.is_some());
+    assert_eq!(
+        parent_annotations(h, 0, &parent).await.get(ANNOTATION_COMMIT),
+        two.revision.as_ref()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_prune_keeps_its_kind_in_the_parent_so_a_later_apply_prunes_it() {
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+    use reconciler::cluster::applyset::ANNOTATION_GROUP_KINDS;
+    use reconciler::cluster::{apply, Member};
+    let Some(h) = harness() else { return };
+    let admin = h.client(0).unwrap();
+    let ns = cluster::create_namespace(&admin, "keepkind").await.unwrap();
+    let user = unique_name("no-delete");
+    // Everything an apply needs, but no deleting Deployments.
+    let role: ClusterRole = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": user},
+        "rules": [
+            {"apiGroups": [""], "resources": ["configmaps", "namespaces"], "verbs": ["get", "list", "create", "patch", "delete"]},
+            {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "create", "patch"]},
+        ],
+    }))
+    .unwrap();
+    let binding: ClusterRoleBinding = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": user},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": user},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+    }))
+    .unwrap();
+    Api::<ClusterRole>::all(admin.clone())
+        .create(&PostParams::default(), &role)
+        .await
+        .unwrap();
+    Api::<ClusterRoleBinding>::all(admin.clone())
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap();
+    let member = |client: kube::Client| Member {
+        name: "cluster-1".into(),
+        context: "cluster-1".into(),
+        client,
+    };
+    let as_admin = member(admin.clone());
+    let restricted = member(kube::Client::try_from(h.config_as("cluster-1", &user, &[]).await.unwrap()).unwrap());
+    let cmj = |name: &str| serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": ns}, "data": {"k": "v"}});
+    let deployment = serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": ns},
+        "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {"metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}}},
+    });
+    let desired = |objs: Vec<serde_json::Value>| -> Vec<apply::Desired> {
+        objs.into_iter()
+            .map(|obj| apply::Desired {
+                obj: obj.into(),
+                overwrite: false,
+            })
+            .collect()
+    };
+    let opts = apply::ApplyOptions {
+        prune: true,
+        applyset: unique_name("keepkind"),
+        ..apply::ApplyOptions::default()
+    };
+    let with_web = desired(vec![cmj("a"), cmj("b"), cmj("c"), deployment]);
+    let without = desired(vec![cmj("a"), cmj("b"), cmj("c")]);
+    let cs = apply::apply_cluster(&as_admin, &with_web, &opts).await;
+    assert!(!cs.failed(), "{cs:#?}");
+
+    // The Deployment leaves the commit; this identity may not delete it: the prune fails.
+    let cs = apply::apply_cluster(&restricted, &without, &opts).await;
+    let web = format!("Deployment.apps {ns}/web");
+    assert!(
+        cs.entries.iter().any(|e| e.object == web && e.action == Action::Failed),
+        "{cs:#?}"
+    );
+    assert!(cs.error.is_some(), "{cs:#?}");
+    let gks = parent_annotations(h, 0, &opts.applyset).await[ANNOTATION_GROUP_KINDS].clone();
+    assert!(
+        gks.split(',').any(|gk| gk == "Deployment.apps"),
+        "the parent forgot a kind whose member is still there: {gks}"
+    );
+
+    // So the next apply, by someone allowed to, still finds the Deployment and prunes it.
+    let cs = apply::apply_cluster(&as_admin, &without, &opts).await;
+    assert!(!cs.failed(), "{cs:#?}");
+    assert!(
+        cs.entries.iter().any(|e| e.object == web && e.action == Action::Pruned),
+        "{cs:#?}"
+    );
+    assert!(Api::<Deployment>::namespaced(admin, &ns)
+        .get_opt("web")
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        parent_annotations(h, 0, &opts.applyset).await[ANNOTATION_GROUP_KINDS],
+        "ConfigMap"
+    );
+}

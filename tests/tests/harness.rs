@@ -245,3 +245,125 @@ fn processes_die_with_the_test_binary() -> Result<()> {
     std::fs::remove_dir_all(dir)?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_apiserver_comes_back_on_its_port_with_its_objects() -> Result<()> {
+    if cluster::skip_requested() {
+        return Ok(());
+    }
+    let harness = Harness::start(1)?;
+    let client = harness.client(0)?; // made before the restart, used after it
+    let ns = cluster::create_namespace(&client, "restart").await?;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kept"}, "data": {"k": "v"}});
+    api.patch("kept", &PatchParams::apply("flotilla"), &Patch::Apply(cm))
+        .await?;
+    let before = harness.pids();
+
+    harness.stop_apiserver(0)?;
+    let (_, old) = before.iter().find(|(n, _)| n == "cluster-1").unwrap();
+    assert!(!alive(*old), "the stopped kube-apiserver still runs");
+    assert!(
+        !harness.pids().iter().any(|(n, _)| n == "cluster-1"),
+        "{:?}",
+        harness.pids()
+    );
+    assert!(api.get_opt("kept").await.is_err(), "a stopped kube-apiserver answered");
+    assert!(
+        harness.stop_apiserver(0).is_err(),
+        "stopping a stopped cluster is an error"
+    );
+
+    harness.start_apiserver(0)?;
+    let after = harness.pids();
+    let (_, new) = after.iter().find(|(n, _)| n == "cluster-1").unwrap();
+    assert_ne!(old, new);
+    assert!(alive(*new));
+    // The same client (same port, certificates, CA) reaches it; its objects are still in etcd.
+    let kept = api.get("kept").await?;
+    assert_eq!(kept.data.unwrap()["k"], "v");
+    assert!(
+        harness.start_apiserver(0).is_err(),
+        "starting a running cluster is an error"
+    );
+    // The log holds both runs.
+    let log = std::fs::read_to_string(harness.logs_dir().join("cluster-1.log"))?;
+    assert_eq!(log.matches("Serving securely on").count(), 2, "{log}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_shared_harness_refuses_to_stop_a_cluster() -> Result<()> {
+    let Some(harness) = cluster::shared(2)? else {
+        return Ok(());
+    };
+    let err = harness.stop_apiserver(1).unwrap_err();
+    assert!(format!("{err:#}").contains("shared"), "{err:#}");
+    Api::<Namespace>::all(harness.client(1)?).get("default").await?;
+    Ok(())
+}
+
+/// Set in the child process of `a_restarted_apiserver_dies_with_a_killed_test_binary`.
+const RESTART_CHILD_ENV: &str = "FLOTILLA_HARNESS_RESTART_CHILD";
+
+/// The child's part: start a harness, stop and restart its kube-apiserver, print the PIDs, then
+/// die by `SIGKILL` (no destructor, no exit handler runs).
+fn child_restarts_an_apiserver_and_is_killed() {
+    let harness = Harness::start(1).unwrap();
+    harness.stop_apiserver(0).unwrap();
+    harness.start_apiserver(0).unwrap();
+    for (name, pid) in harness.pids() {
+        println!("pid {name} {pid}");
+    }
+    println!("dir {}", harness.dir().display());
+    let status = std::process::Command::new("kill")
+        .args(["-KILL", &std::process::id().to_string()])
+        .status();
+    panic!("still alive after kill -KILL: {status:?}");
+}
+
+#[test]
+fn a_restarted_apiserver_dies_with_a_killed_test_binary() -> Result<()> {
+    if std::env::var_os(RESTART_CHILD_ENV).is_some() {
+        child_restarts_an_apiserver_and_is_killed();
+    }
+    if cluster::skip_requested() {
+        return Ok(());
+    }
+    let out = std::process::Command::new(std::env::current_exe()?)
+        .args([
+            "--exact",
+            "a_restarted_apiserver_dies_with_a_killed_test_binary",
+            "--nocapture",
+        ])
+        .env(RESTART_CHILD_ENV, "1")
+        .output()
+        .context("running the child test")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    use std::os::unix::process::ExitStatusExt;
+    ensure!(
+        out.status.signal() == Some(9),
+        "the child was to die by SIGKILL: {:?}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pids: Vec<(String, u32)> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("pid "))
+        .map(|l| {
+            let (name, pid) = l.trim().split_once(' ').unwrap();
+            (name.to_string(), pid.parse().unwrap())
+        })
+        .collect();
+    let names: Vec<&str> = pids.iter().map(|(n, _)| n.as_str()).collect();
+    ensure!(names == ["etcd", "cluster-1"], "the child printed {stdout}");
+    wait_gone(&pids, Duration::from_secs(10))?;
+    let dir = stdout.lines().find_map(|l| l.strip_prefix("dir ")).unwrap().trim();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Path::new(dir).join("etcd").exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!Path::new(dir).join("etcd").exists());
+    std::fs::remove_dir_all(dir)?;
+    Ok(())
+}

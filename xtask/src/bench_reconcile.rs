@@ -187,7 +187,10 @@ fn write_repo(dir: &Path, clusters: &[String], objects: usize, generation: u32) 
     let mut nsdocs = String::new();
     for n in 0..namespaces {
         let ns = namespace(n * OBJECTS_PER_NAMESPACE);
-        let _ = write!(nsdocs, "---\napiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n");
+        let _ = write!(
+            nsdocs,
+            "---\napiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n"
+        );
         let _ = write!(
             policies,
             "---\napiVersion: policy.karmada.io/v1alpha1\nkind: PropagationPolicy\nmetadata: {{name: everything, namespace: {ns}}}\nspec:\n  resourceSelectors:\n  - {{apiVersion: v1, kind: ConfigMap}}\n  - {{apiVersion: v1, kind: Secret}}\n  - {{apiVersion: v1, kind: Service}}\n  - {{apiVersion: v1, kind: ServiceAccount}}\n  - {{apiVersion: apps/v1, kind: Deployment}}\n  placement: {{clusterAffinity: {{clusterNames: [{names}]}}}}\n"
@@ -229,7 +232,10 @@ async fn wait_synced(clients: &[kube::Client], commit: &str, daemon: &mut Daemon
                 break;
             }
             if Instant::now() > deadline {
-                bail!("commit {commit} not applied within {limit:?}; see {}", daemon.log.display());
+                bail!(
+                    "commit {commit} not applied within {limit:?}; see {}",
+                    daemon.log.display()
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -267,7 +273,13 @@ fn edit() -> PatchParams {
 
 /// Edits `names` at once; returns per object the time from just before the edits were sent until the
 /// watch saw Git's value `healthy` again (after having seen the edit).
-async fn burst(api: &Api<ConfigMap>, seen: &mut Seen, names: &[String], healthy: &str, tag: &str) -> Result<Vec<Duration>> {
+async fn burst(
+    api: &Api<ConfigMap>,
+    seen: &mut Seen,
+    names: &[String],
+    healthy: &str,
+    tag: &str,
+) -> Result<Vec<Duration>> {
     let t0 = Instant::now();
     let edits = names.iter().map(|n| {
         let api = api.clone();
@@ -283,9 +295,17 @@ async fn burst(api: &Api<ConfigMap>, seen: &mut Seen, names: &[String], healthy:
     while healed.len() < names.len() {
         let (name, value, at) = tokio::time::timeout_at(deadline, seen.recv())
             .await
-            .map_err(|_| anyhow!("{} of {} edits not healed within 60 s", names.len() - healed.len(), names.len()))?
+            .map_err(|_| {
+                anyhow!(
+                    "{} of {} edits not healed within 60 s",
+                    names.len() - healed.len(),
+                    names.len()
+                )
+            })?
             .ok_or_else(|| anyhow!("the benchmark's watch ended"))?;
-        let Some(d) = drifted.get_mut(name.as_str()) else { continue };
+        let Some(d) = drifted.get_mut(name.as_str()) else {
+            continue;
+        };
         if value == format!("{tag}-{name}") {
             *d = true;
         } else if *d && value == healthy && !healed.contains_key(&name) {
@@ -355,7 +375,13 @@ pub fn drift(opts: &DriftOptions) -> Result<()> {
     let rt = runtime()?;
     rt.block_on(async {
         let client = harness.client(0)?;
-        wait_synced(std::slice::from_ref(&client), &commit, &mut daemon, Duration::from_secs(300)).await?;
+        wait_synced(
+            std::slice::from_ref(&client),
+            &commit,
+            &mut daemon,
+            Duration::from_secs(300),
+        )
+        .await?;
         let ns = namespace(0);
         let api: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
         let mut seen = watch_configmaps(api.clone());
@@ -365,7 +391,11 @@ pub fn drift(opts: &DriftOptions) -> Result<()> {
             .map(|i| format!("cm-{i}"))
             .collect();
         if names.len() < opts.edits {
-            bail!("{} ConfigMaps to edit, {} edits asked: raise --objects", names.len(), opts.edits);
+            bail!(
+                "{} ConfigMaps to edit, {} edits asked: raise --objects",
+                names.len(),
+                opts.edits
+            );
         }
         // Warm-up: the daemon's watches are open once an edit is healed.
         for n in names.iter().take(3) {
@@ -377,7 +407,10 @@ pub fn drift(opts: &DriftOptions) -> Result<()> {
             one.extend(burst(&api, &mut seen, std::slice::from_ref(n), "v0", &tag).await?);
         }
         let all = burst(&api, &mut seen, &names[..opts.edits], "v0", "burst").await?;
-        println!("  {} objects managed, ConfigMaps edited in namespace {ns}", opts.objects);
+        println!(
+            "  {} objects managed, ConfigMaps edited in namespace {ns}",
+            opts.objects
+        );
         println!("  {}", summary("one edit at a time (heal latency)", one));
         println!("  {}", summary(&format!("{} edits at once", opts.edits), all));
         Ok::<(), anyhow::Error>(())

@@ -6,6 +6,17 @@
 //! (KEP-3659: a superset before members change); CRDs and Namespaces are applied first, CRDs waited
 //! for until established; the rest with bounded concurrency; then pruning in reverse apply order;
 //! finally the parent records exactly the new group-kinds, namespaces and commit.
+//!
+//! A cluster that fails part way stops there and keeps the superset parent, which names no commit:
+//! - a listing that fails (a kind's discovery included, unless the server says it does not serve
+//!   the kind) fails the cluster before anything is written, so nothing is pruned on a partial view;
+//! - if any object failed to apply, nothing is pruned (as `kubectl apply --prune` does);
+//! - if any prune failed, the parent keeps the group-kinds of the members still there;
+//! - the first request that gets no answer (connection refused or broken, timeout) marks the
+//!   cluster unreachable: the remaining objects are not attempted, instead of each waiting for its
+//!   own timeout.
+//!
+//! The next apply lists every member the interrupted one created and finishes the job.
 
 use super::applyset::{self, group_kind, split_list, LABEL_PART_OF};
 use super::changeset::{Action, ChangeSet};
@@ -16,6 +27,7 @@ use kube::core::{ApiResource, GroupVersionKind};
 use kube::discovery::{ApiCapabilities, Scope};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -87,8 +99,38 @@ pub fn describe(e: &kube::Error) -> String {
     }
 }
 
-/// An API resource and its capabilities (scope), or why the cluster does not serve the kind.
-type Resolved = Result<(ApiResource, ApiCapabilities), String>;
+/// Whether a request failed without an answer from the API server (connection refused, broken or
+/// timed out), as opposed to an answer that refuses it.
+pub(crate) fn is_unreachable(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Service(_) | kube::Error::HyperError(_))
+}
+
+/// Whether discovery's error means the server answered and does not serve the kind.
+fn is_not_served(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Discovery(_) => true,
+        kube::Error::Api(s) => s.code == 404,
+        _ => false,
+    }
+}
+
+/// Why a kind could not be resolved.
+#[derive(Debug, Clone)]
+pub(crate) struct Unresolved {
+    pub(crate) message: String,
+    /// The server answered that it does not serve the kind (as opposed to failing to answer).
+    pub(crate) not_served: bool,
+    pub(crate) unreachable: bool,
+}
+
+impl From<Unresolved> for String {
+    fn from(u: Unresolved) -> String {
+        u.message
+    }
+}
+
+/// An API resource and its capabilities (scope), or why it could not be had.
+type Resolved = Result<(ApiResource, ApiCapabilities), Unresolved>;
 
 /// Resolves kinds to API resources, once per (group, version, kind).
 pub(crate) struct Resolver {
@@ -111,12 +153,20 @@ impl Resolver {
             return r.clone();
         }
         let gvk = GroupVersionKind::gvk(group, version, kind);
-        let r = kube::discovery::pinned_kind(&self.client, &gvk).await.map_err(|e| {
-            format!(
-                "kind {kind} ({api_version}) is not served by the cluster: {}",
-                describe(&e)
-            )
-        });
+        let r = kube::discovery::pinned_kind(&self.client, &gvk)
+            .await
+            .map_err(|e| Unresolved {
+                message: if is_not_served(&e) {
+                    format!(
+                        "kind {kind} ({api_version}) is not served by the cluster: {}",
+                        describe(&e)
+                    )
+                } else {
+                    format!("discovering kind {kind} ({api_version}): {}", describe(&e))
+                },
+                not_served: is_not_served(&e),
+                unreachable: is_unreachable(&e),
+            });
         self.cache.insert(k, r.clone());
         r
     }
@@ -210,7 +260,12 @@ pub(crate) type Gvk = (String, String, String);
 
 /// The group-versions-kinds to look at: those of the desired objects, plus the group-kinds the parent
 /// says members had (at the version discovery prefers), so members of kinds that left are found too.
-pub(crate) async fn plan_gvks(client: &kube::Client, desired: &[Desired], parent: &ParentState) -> BTreeSet<Gvk> {
+/// Fails if discovery does (a kind left out would hide its members from the listing and the prune).
+pub(crate) async fn plan_gvks(
+    client: &kube::Client,
+    desired: &[Desired],
+    parent: &ParentState,
+) -> Result<BTreeSet<Gvk>, String> {
     let mut gvks: BTreeSet<Gvk> = BTreeSet::new();
     for d in desired {
         let api = d.obj["apiVersion"].as_str().unwrap_or("");
@@ -224,12 +279,12 @@ pub(crate) async fn plan_gvks(client: &kube::Client, desired: &[Desired], parent
     for gk in &parent.group_kinds {
         let (g, k) = applyset::parse_group_kind(gk);
         if !gvks.iter().any(|(gg, _, kk)| *gg == g && *kk == k) {
-            if let Some(v) = preferred_version(client, &g, &k).await {
+            if let Some(v) = preferred_version(client, &g, &k).await? {
                 gvks.insert((g, v, k));
             }
         }
     }
-    gvks
+    Ok(gvks)
 }
 
 /// The apiVersion a member of `key`'s group-kind is addressed with.
@@ -266,8 +321,11 @@ pub(crate) async fn list_members(
         } else {
             format!("{group}/{version}")
         };
-        let Ok((ar, _)) = resolver.resolve(&api_version, kind).await else {
-            continue; // a kind the cluster no longer serves has no members to prune
+        let ar = match resolver.resolve(&api_version, kind).await {
+            Ok((ar, _)) => ar,
+            // A kind the cluster does not serve has no members to prune.
+            Err(e) if e.not_served => continue,
+            Err(e) => return Err(format!("listing {kind} members: {}", e.message)),
         };
         let api: Api<DynamicObject> = Api::all_with(resolver.client.clone(), &ar);
         let list = api
@@ -287,19 +345,24 @@ pub(crate) async fn list_members(
     Ok(out)
 }
 
-/// The version a group-kind is listed with: the preferred one the desired set uses, else discovery's.
-pub(crate) async fn preferred_version(client: &kube::Client, group: &str, kind: &str) -> Option<String> {
+/// The version discovery prefers for a group-kind; `None` if the cluster does not serve it, an
+/// error if discovery fails.
+pub(crate) async fn preferred_version(
+    client: &kube::Client,
+    group: &str,
+    kind: &str,
+) -> Result<Option<String>, String> {
     let discovery = kube::discovery::Discovery::new(client.clone())
         .filter(&[group])
         .run()
         .await
-        .ok()?;
+        .map_err(|e| format!("discovering {}: {}", group_kind(group, kind), describe(&e)))?;
     let version = discovery
         .groups()
         .flat_map(|g| g.recommended_resources())
         .find(|(ar, _)| ar.kind == kind)
         .map(|(ar, _)| ar.version);
-    version
+    Ok(version)
 }
 
 fn is_crd(k: &Key) -> bool {
@@ -310,7 +373,7 @@ fn first_phase(k: &Key) -> bool {
     is_crd(k) || (k.0.is_empty() && k.1 == "Namespace")
 }
 
-async fn wait_established(client: &kube::Client, name: &str) -> Result<(), String> {
+async fn wait_established(client: &kube::Client, name: &str, unreachable: &AtomicBool) -> Result<(), String> {
     let api: Api<DynamicObject> = Api::all_with(
         client.clone(),
         &ApiResource::erase::<
@@ -318,15 +381,22 @@ async fn wait_established(client: &kube::Client, name: &str) -> Result<(), Strin
         >(&()),
     );
     for _ in 0..300 {
-        if let Ok(crd) = api.get(name).await {
-            let established = crd.data["status"]["conditions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|c| c["type"] == "Established" && c["status"] == "True");
-            if established {
-                return Ok(());
+        match api.get(name).await {
+            Ok(crd) => {
+                let established = crd.data["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c["type"] == "Established" && c["status"] == "True");
+                if established {
+                    return Ok(());
+                }
             }
+            Err(e) if is_unreachable(&e) => {
+                unreachable.store(true, Ordering::Relaxed);
+                return Err(describe(&e));
+            }
+            Err(_) => {}
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -355,7 +425,12 @@ impl Observed {
 /// The result of applying one object.
 type Applied = (Action, Option<String>, Option<Observed>);
 
-/// Applies one object; returns its action and, when it was written, what the cluster holds now.
+/// What an object that was not attempted because the cluster stopped answering reports.
+const NOT_ATTEMPTED: &str = "not attempted: the cluster stopped answering";
+
+/// Applies one object; returns its action and, when it was written, what the cluster holds now. Sets
+/// `unreachable` when a request gets no answer, and does nothing once it is set.
+#[allow(clippy::too_many_arguments)]
 async fn apply_one(
     client: &kube::Client,
     id: &str,
@@ -364,7 +439,17 @@ async fn apply_one(
     key: &Key,
     current: Option<&String>,
     dry_run: bool,
+    unreachable: &AtomicBool,
 ) -> Applied {
+    if unreachable.load(Ordering::Relaxed) {
+        return (Action::Failed, Some(NOT_ATTEMPTED.into()), None);
+    }
+    let failed = |e: kube::Error| {
+        if is_unreachable(&e) {
+            unreachable.store(true, Ordering::Relaxed);
+        }
+        (Action::Failed, Some(describe(&e)), None)
+    };
     let (ar, caps) = target;
     let api = api_for(client, &ar, &caps, &key.2);
     let obj = with_member_label(&d.obj, id);
@@ -379,7 +464,7 @@ async fn apply_one(
                 )
             }
             Ok(_) => {}
-            Err(e) => return (Action::Failed, Some(describe(&e)), None),
+            Err(e) => return failed(e),
         }
     }
     let pp = PatchParams {
@@ -396,7 +481,7 @@ async fn apply_one(
             };
             (action, None, Some(observed))
         }
-        Err(e) => (Action::Failed, Some(describe(&e)), None),
+        Err(e) => failed(e),
     }
 }
 
@@ -407,7 +492,18 @@ pub(crate) async fn reapply(resolver: &mut Resolver, id: &str, d: &Desired, key:
     let target = resolver.resolve(api_version, &key.1).await?;
     let client = resolver.client.clone();
     let current = String::new();
-    match apply_one(&client, id, target, d, key, Some(&current), false).await {
+    match apply_one(
+        &client,
+        id,
+        target,
+        d,
+        key,
+        Some(&current),
+        false,
+        &AtomicBool::new(false),
+    )
+    .await
+    {
         (_, _, Some(o)) => Ok(o),
         (_, m, None) => Err(m.unwrap_or_else(|| "not applied".into())),
     }
@@ -440,7 +536,13 @@ pub async fn apply_cluster_observed(
     // Plan: keys, group-kinds, namespaces of the new set; members of the old one.
     let keys: Vec<Key> = desired.iter().map(|d| key_of(&d.obj)).collect();
     let wanted: BTreeSet<&Key> = keys.iter().collect();
-    let gvks = plan_gvks(client, desired, &parent).await;
+    let gvks = match plan_gvks(client, desired, &parent).await {
+        Ok(g) => g,
+        Err(e) => {
+            cs.error = Some(e);
+            return (cs, observed);
+        }
+    };
     let new_gks: BTreeSet<String> = desired
         .iter()
         .map(|d| {
@@ -501,22 +603,32 @@ pub async fn apply_cluster_observed(
     }
 
     // Execute: CRDs and Namespaces, then the rest.
+    let unreachable = AtomicBool::new(false);
     let mut results: Vec<Option<Applied>> = vec![None; desired.len()];
     for phase in [true, false] {
         let idx: Vec<usize> = (0..desired.len()).filter(|&i| first_phase(&keys[i]) == phase).collect();
         let mut targets = Vec::new();
         for &i in &idx {
+            if unreachable.load(Ordering::Relaxed) {
+                break; // the rest: not attempted
+            }
             let api = desired[i].obj["apiVersion"].as_str().unwrap_or("");
             match resolver.resolve(api, &keys[i].1).await {
                 Ok(t) => targets.push((i, t)),
-                Err(e) => results[i] = Some((Action::Failed, Some(e), None)),
+                Err(e) => {
+                    if e.unreachable {
+                        unreachable.store(true, Ordering::Relaxed);
+                    }
+                    results[i] = Some((Action::Failed, Some(e.message), None));
+                }
             }
         }
+        let unreachable = &unreachable;
         let done: Vec<(usize, Applied)> = stream::iter(targets)
             .map(|(i, t)| {
                 let (d, k, cur) = (&desired[i], &keys[i], members.get(&keys[i]));
                 let id = id.as_str();
-                async move { (i, apply_one(client, id, t, d, k, cur, opts.dry_run).await) }
+                async move { (i, apply_one(client, id, t, d, k, cur, opts.dry_run, unreachable).await) }
             })
             .buffer_unordered(opts.concurrency.max(1))
             .collect()
@@ -530,8 +642,8 @@ pub async fn apply_cluster_observed(
                     results[i],
                     Some((Action::Created | Action::Configured | Action::Unchanged, _, _))
                 );
-                if is_crd(k) && ok {
-                    if let Err(e) = wait_established(client, &k.3).await {
+                if is_crd(k) && ok && !unreachable.load(Ordering::Relaxed) {
+                    if let Err(e) = wait_established(client, &k.3, unreachable).await {
                         results[i] = Some((Action::Failed, Some(e), None));
                     }
                 }
@@ -540,9 +652,22 @@ pub async fn apply_cluster_observed(
         }
     }
     for (i, r) in results.into_iter().enumerate() {
-        let (a, m, o) = r.unwrap_or((Action::Failed, Some("not attempted".into()), None));
+        let (a, m, o) = r.unwrap_or((Action::Failed, Some(NOT_ATTEMPTED.into()), None));
         cs.push(display(&keys[i]), a, m);
         observed[i] = o;
+    }
+    // A failed object stops the cluster here: no prune, and the parent stays the superset written
+    // above, naming no commit.
+    let failed = cs.count(Action::Failed);
+    if failed > 0 {
+        cs.error = Some(if unreachable.load(Ordering::Relaxed) {
+            format!(
+                "the cluster stopped answering during the apply ({failed} objects failed or not attempted); nothing pruned, the ApplySet parent names no commit"
+            )
+        } else {
+            format!("{failed} objects failed to apply; nothing pruned, the ApplySet parent names no commit")
+        });
+        return (cs, observed);
     }
 
     // Prune in reverse apply order, then record the new set in the parent.
@@ -550,9 +675,18 @@ pub async fn apply_cluster_observed(
         let mut order: Vec<&Key> = to_prune.clone();
         order.sort_by_key(|k| std::cmp::Reverse((render::pipeline::apply_rank(&k.0, &k.1), (*k).clone())));
         for k in order {
+            if unreachable.load(Ordering::Relaxed) {
+                cs.push(display(k), Action::Failed, Some(NOT_ATTEMPTED.into()));
+                continue;
+            }
             let api_version = api_version_of(&gvks, k);
             let (action, msg) = match resolver.resolve(&api_version, &k.1).await {
-                Err(e) => (Action::Failed, Some(e)),
+                Err(e) => {
+                    if e.unreachable {
+                        unreachable.store(true, Ordering::Relaxed);
+                    }
+                    (Action::Failed, Some(e.message))
+                }
                 Ok((ar, caps)) => {
                     let api = api_for(client, &ar, &caps, &k.2);
                     let dp = DeleteParams {
@@ -562,11 +696,25 @@ pub async fn apply_cluster_observed(
                     match api.delete(&k.3, &dp).await {
                         Ok(_) => (Action::Pruned, None),
                         Err(kube::Error::Api(s)) if s.code == 404 => (Action::Pruned, Some("already gone".into())),
-                        Err(e) => (Action::Failed, Some(format!("prune: {}", describe(&e)))),
+                        Err(e) => {
+                            if is_unreachable(&e) {
+                                unreachable.store(true, Ordering::Relaxed);
+                            }
+                            (Action::Failed, Some(format!("prune: {}", describe(&e))))
+                        }
                     }
                 }
             };
             cs.push(display(k), action, msg);
+        }
+        // Members left behind keep their group-kinds and namespaces in the parent, so the next
+        // apply finds and prunes them.
+        let failed = cs.count(Action::Failed);
+        if failed > 0 {
+            cs.error = Some(format!(
+                "{failed} objects could not be pruned; the ApplySet parent keeps their group-kinds and names no commit"
+            ));
+            return (cs, observed);
         }
     }
     let final_gks: Vec<String> = if opts.prune {
@@ -592,4 +740,27 @@ pub async fn apply_cluster_observed(
         cs.error = Some(format!("updating the ApplySet parent: {}", describe(&e)));
     }
     (cs, observed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: u16) -> kube::Error {
+        kube::Error::Api(Box::new(kube::core::Status::failure("x", "NotFound").with_code(code)))
+    }
+
+    #[test]
+    fn only_an_answer_that_lacks_the_kind_means_not_served() {
+        let missing = kube::Error::Discovery(kube::error::DiscoveryError::MissingKind("Widget".into()));
+        assert!(is_not_served(&missing));
+        assert!(is_not_served(&status(404)));
+        // Failures to answer, or other answers, may hide members: they must fail the listing.
+        assert!(!is_not_served(&status(503)));
+        assert!(!is_not_served(&status(403)));
+        let refused = kube::Error::Service("connection refused".into());
+        assert!(!is_not_served(&refused));
+        assert!(is_unreachable(&refused));
+        assert!(!is_unreachable(&status(500)));
+    }
 }

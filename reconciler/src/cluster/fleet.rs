@@ -2,7 +2,7 @@
 
 use super::apply::{apply_cluster, ApplyOptions, Desired};
 use super::changeset::ChangeSet;
-use super::{client_for, Member};
+use super::{client_with_timeout, Member, REQUEST_TIMEOUT};
 use anyhow::{bail, Result};
 use kube::config::Kubeconfig;
 use render::{Diagnostic, RenderOptions, Snapshot};
@@ -19,6 +19,8 @@ pub struct FleetArgs {
     pub clusters: Vec<String>,
     /// ApplySet parent name (default `flotilla-applyset`).
     pub applyset: Option<String>,
+    /// How long a request may wait for an answer (default [`REQUEST_TIMEOUT`]).
+    pub request_timeout: Option<std::time::Duration>,
 }
 
 /// The outcome of one apply of one commit.
@@ -125,7 +127,7 @@ pub async fn apply_fleet(snapshot: &Snapshot, kubeconfig: &Kubeconfig, args: &Fl
     }
     let opts = &opts;
     let jobs = plan.clusters.iter().map(|c| async move {
-        match client_for(kubeconfig, &c.context).await {
+        match client_with_timeout(kubeconfig, &c.context, args.request_timeout.unwrap_or(REQUEST_TIMEOUT)).await {
             Ok(client) => {
                 let member = Member {
                     name: c.name.clone(),

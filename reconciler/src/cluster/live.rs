@@ -49,7 +49,7 @@ pub async fn live_sides(member: &Member, desired: &[Desired], parent: &str) -> R
         .await
         .map_err(|e| super::apply::describe(&e))?;
     let mut resolver = Resolver::new(client.clone());
-    let gvks = plan_gvks(client, desired, &state).await;
+    let gvks = plan_gvks(client, desired, &state).await?;
     let members = list_members(&mut resolver, &gvks, &id).await?;
     let mut sides = LiveSides::default();
     let wanted: BTreeSet<Key> = desired.iter().map(|d| key_of(&d.obj)).collect();

@@ -289,7 +289,7 @@ impl Actor {
                     self.watchers.insert(gk, Watch { task, listing: None });
                 }
                 // The kind is not served (its objects failed and are retried): watched after a retry.
-                Err(e) => tracing::debug!(cluster = %self.member.name, "not watching: {e}"),
+                Err(e) => tracing::debug!(cluster = %self.member.name, "not watching: {}", e.message),
             }
         }
     }

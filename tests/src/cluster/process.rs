@@ -17,6 +17,11 @@
 //!   gone, for whatever reason, the kernel closes the pipe; the watchdog reads end-of-file, kills
 //!   the process group of every PID it was told, waits until they are gone, then removes the
 //!   harness's etcd data and keys (the logs stay for inspection, see `cluster.rs`).
+//! - **Stop and restart** of one child ([`Supervisor::stop`], [`Supervisor::restart`], for tests of
+//!   a kube-apiserver that dies): the child is killed (`SIGKILL`), the watchdog is told to drop its
+//!   PID (after the kill, before the reap, so neither a leak nor a kill of a reused PID is possible),
+//!   and it is reaped. The restart runs the same program with the same arguments and tells the
+//!   watchdog the new PID, so a restarted child is covered exactly like the first one.
 //! - **Detached** clusters (`cargo xtask clusters up`) have no watchdog; their PIDs go to a state
 //!   file and `cargo xtask clusters down` kills them.
 //!
@@ -40,12 +45,19 @@ use std::time::Duration;
 
 /// The watchdog: on end-of-file on stdin, kill every process group it was told about, wait (at
 /// most 10 s) until they are gone, then remove `$1/etcd`, `$1/pki` and `$1/kubeconfig`. `forget` ends it without
-/// killing (the harness has reaped the children itself, so their PIDs may be reused).
+/// killing (the harness has reaped the children itself, so their PIDs may be reused); `drop PID`
+/// removes one PID from its list (a child the harness stopped and is about to reap).
 const WATCHDOG: &str = r#"trap '' INT HUP
 pids=
 while read -r line; do
     case "$line" in
         forget) exit 0 ;;
+        "drop "*)
+            gone=${line#drop }
+            kept=
+            for p in $pids; do [ "$p" = "$gone" ] || kept="$kept $p"; done
+            pids=$kept
+            ;;
         *) pids="$pids $line" ;;
     esac
 done
@@ -71,6 +83,7 @@ pub enum Lifetime {
 struct Proc {
     name: String,
     program: PathBuf,
+    args: Vec<String>,
     log: PathBuf,
     child: Child,
 }
@@ -80,6 +93,8 @@ struct Proc {
 pub struct Supervisor {
     logs: PathBuf,
     procs: Mutex<Vec<Proc>>,
+    /// Children stopped by [`Supervisor::stop`]: name -> (program, arguments), for the restart.
+    stopped: Mutex<Vec<(String, PathBuf, Vec<String>)>>,
     watchdog: Mutex<Option<(Child, ChildStdin)>>,
 }
 
@@ -120,6 +135,7 @@ impl Supervisor {
         Ok(Supervisor {
             logs,
             procs: Mutex::new(Vec::new()),
+            stopped: Mutex::new(Vec::new()),
             watchdog: Mutex::new(watchdog),
         })
     }
@@ -160,10 +176,51 @@ impl Supervisor {
         procs.push(Proc {
             name: name.to_string(),
             program: program.to_path_buf(),
+            args: args.to_vec(),
             log,
             child,
         });
         Ok(())
+    }
+
+    /// Kills the child `name` with `SIGKILL` and reaps it; [`Supervisor::restart`] starts it again.
+    /// Returns its exit status (killed by signal 9, unless it had already exited).
+    pub fn stop(&self, name: &str) -> Result<std::process::ExitStatus> {
+        let mut procs = self.procs();
+        let at = procs
+            .iter()
+            .position(|p| p.name == name)
+            .ok_or_else(|| anyhow!("no running process {name}"))?;
+        // Killed first: from here on the child cannot outlive us even if the watchdog forgets it.
+        // Not yet reaped, so its PID cannot be reused before the watchdog has dropped it.
+        procs[at].child.kill().with_context(|| format!("killing {name}"))?;
+        let mut proc = procs.remove(at);
+        drop(procs);
+        let told = match self.watchdog.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            Some((_, stdin)) => writeln!(stdin, "drop {}", proc.child.id()),
+            None => Ok(()),
+        };
+        let status = proc.child.wait().with_context(|| format!("waiting for {name} to exit"));
+        self.stopped
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((proc.name, proc.program, proc.args));
+        told.context("telling the watchdog")?;
+        status
+    }
+
+    /// Starts a child stopped by [`Supervisor::stop`] again, with the same program and arguments.
+    pub fn restart(&self, name: &str) -> Result<()> {
+        let (program, args) = {
+            let mut stopped = self.stopped.lock().unwrap_or_else(|e| e.into_inner());
+            let at = stopped
+                .iter()
+                .position(|(n, _, _)| n == name)
+                .ok_or_else(|| anyhow!("{name} was not stopped"))?;
+            let (_, program, args) = stopped.remove(at);
+            (program, args)
+        };
+        self.spawn(name, &program, &args)
     }
 
     /// `Ok` while the child `name` runs; an error with the end of its log once it has exited.

@@ -155,6 +155,8 @@ fn start_in(options: &Options, names: &[String], bins: &Binaries, dir: &Path, te
         clusters,
         pki,
         supervisor: Some(supervisor),
+        ready_timeout: options.ready_timeout,
+        shared: false,
     })
 }
 
@@ -338,9 +340,46 @@ async fn wait_ready(
     Ok(())
 }
 
+/// Waits until the restarted kube-apiserver of `cluster` is ready again (see
+/// [`Harness::start_apiserver`]). It must come back on its port: the kubeconfig names it.
+pub(super) fn wait_restarted(supervisor: &Supervisor, cluster: &Cluster, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    let log = supervisor.log_path(&cluster.name);
+    block_on(async {
+        loop {
+            if let Err(e) = supervisor.check_running(&cluster.name) {
+                if lost_port_race(&log) {
+                    return Err(e.context(format!(
+                        "another program took port {} while {} was stopped",
+                        cluster.port, cluster.name
+                    )));
+                }
+                return Err(e);
+            }
+            let last_error = match probe_config(cluster.config.clone()).await {
+                Ok(()) => return Ok(()),
+                Err(e) => format!("{e:#}"),
+            };
+            if Instant::now() > deadline {
+                bail!(
+                    "the restarted kube-apiserver of {} ({}) was not ready within {timeout:?}: {last_error}; the end of {}:\n{}",
+                    cluster.name,
+                    cluster.server(),
+                    log.display(),
+                    process::log_tail(&log, 15)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}
+
 /// One readiness probe: `/readyz` answers `ok` and the `default` namespace exists.
 async fn probe(doc: &serde_json::Value, name: &str) -> Result<()> {
-    let mut config = kubeconfig::config(doc, name).await?;
+    probe_config(kubeconfig::config(doc, name).await?).await
+}
+
+async fn probe_config(mut config: kube::Config) -> Result<()> {
     config.connect_timeout = Some(Duration::from_secs(2));
     config.read_timeout = Some(Duration::from_secs(5));
     let client = kube::Client::try_from(config)?;
