@@ -144,7 +144,7 @@ fn object(i: usize, generation: u32) -> String {
     };
     match i % 20 {
         0..=11 => {
-            let version = if i % 10 == 0 { generation } else { 0 };
+            let version = if i.is_multiple_of(10) { generation } else { 0 };
             let mut data = String::new();
             for k in 0..6 {
                 let _ = writeln!(data, "    key{k}: {}", payload(96));
@@ -387,7 +387,7 @@ pub fn drift(opts: &DriftOptions) -> Result<()> {
         let mut seen = watch_configmaps(api.clone());
         // ConfigMaps of the first namespace whose value is not bumped by generations.
         let names: Vec<String> = (0..opts.objects.min(OBJECTS_PER_NAMESPACE))
-            .filter(|i| i % 20 <= 11 && i % 10 != 0)
+            .filter(|i| i % 20 <= 11 && !i.is_multiple_of(10))
             .map(|i| format!("cm-{i}"))
             .collect();
         if names.len() < opts.edits {
@@ -464,7 +464,7 @@ pub fn memory(opts: &MemoryOptions) -> Result<()> {
         // A burst of drift on every cluster.
         let ns = namespace(0);
         let targets: Vec<String> = (0..opts.objects.min(OBJECTS_PER_NAMESPACE))
-            .filter(|i| i % 20 <= 11 && i % 10 != 0)
+            .filter(|i| i % 20 <= 11 && !i.is_multiple_of(10))
             .take(100)
             .map(|i| format!("cm-{i}"))
             .collect();

@@ -487,23 +487,15 @@ async fn apply_one(
 
 /// Re-applies one member (drift correction): server-side apply with force, no ownership check (it is
 /// flotilla's; if it was deleted, it is created again).
-pub(crate) async fn reapply(resolver: &mut Resolver, id: &str, d: &Desired, key: &Key) -> Result<Observed, String> {
-    let api_version = d.obj["apiVersion"].as_str().unwrap_or("");
-    let target = resolver.resolve(api_version, &key.1).await?;
-    let client = resolver.client.clone();
+pub(crate) async fn reapply(
+    client: &kube::Client,
+    target: (ApiResource, ApiCapabilities),
+    id: &str,
+    d: &Desired,
+    key: &Key,
+) -> Result<Observed, String> {
     let current = String::new();
-    match apply_one(
-        &client,
-        id,
-        target,
-        d,
-        key,
-        Some(&current),
-        false,
-        &AtomicBool::new(false),
-    )
-    .await
-    {
+    match apply_one(client, id, target, d, key, Some(&current), false, &AtomicBool::new(false)).await {
         (_, _, Some(o)) => Ok(o),
         (_, m, None) => Err(m.unwrap_or_else(|| "not applied".into())),
     }

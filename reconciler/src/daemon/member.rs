@@ -15,7 +15,7 @@ use crate::cluster::applyset::{self, LABEL_PART_OF};
 use crate::cluster::changeset::Action;
 use crate::cluster::Member;
 use crate::drift;
-use futures::StreamExt;
+use futures::stream::{self, StreamExt};
 use kube::api::{Api, DynamicObject};
 use kube::core::PartialObjectMeta;
 use kube::runtime::watcher;
@@ -71,6 +71,7 @@ pub(crate) fn spawn(member: Member, mode: DriftMode, shared: Shared) -> Handle {
         tracked: HashMap::new(),
         drifted: HashMap::new(),
         watchers: HashMap::new(),
+        pending: Vec::new(),
         seen_tx,
         retry_at: None,
         backoff: Duration::ZERO,
@@ -105,6 +106,19 @@ impl Drop for Watch {
     }
 }
 
+/// A drift waiting for its correction.
+struct Pending {
+    key: Key,
+    fields: Vec<String>,
+    by: Vec<String>,
+    at: Instant,
+}
+
+/// Drift corrections in flight at once (like the apply's bound).
+const HEAL_CONCURRENCY: usize = 16;
+/// Watch events taken from the queue before the drift they revealed is corrected.
+const HEAL_BATCH: usize = 256;
+
 const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
@@ -123,6 +137,8 @@ struct Actor {
     /// Report mode: drift seen and not corrected, with its fields.
     drifted: HashMap<Key, Vec<String>>,
     watchers: HashMap<Gk, Watch>,
+    /// Heal mode: drift found and not yet corrected (corrected together, concurrently).
+    pending: Vec<Pending>,
     seen_tx: mpsc::Sender<Seen>,
     retry_at: Option<tokio::time::Instant>,
     backoff: Duration,
@@ -165,7 +181,18 @@ impl Actor {
                         self.sync(t).await;
                     }
                 }
-                Some(seen) = seen_rx.recv() => self.observe(seen).await,
+                Some(seen) = seen_rx.recv() => {
+                    // Take what else is queued, then correct all drift found at once: a burst of
+                    // edits is healed concurrently, not one round trip after another.
+                    self.observe(seen).await;
+                    let mut taken = 1;
+                    while taken < HEAL_BATCH {
+                        let Ok(more) = seen_rx.try_recv() else { break };
+                        self.observe(more).await;
+                        taken += 1;
+                    }
+                    self.heal_pending().await;
+                }
             }
         }
     }
@@ -198,6 +225,7 @@ impl Actor {
             .filter_map(|(i, o)| Some((key_of(&t.desired[i].obj), o?)))
             .collect();
         self.drifted.clear();
+        self.pending.clear(); // the apply just wrote every field again
         self.target = Some(Arc::clone(&t));
         let failures: Vec<ObjectFailure> = cs
             .entries
@@ -402,34 +430,16 @@ impl Actor {
         let object = display(&key);
         let cluster = self.member.name.clone();
         match self.mode {
-            DriftMode::Heal => {
-                let Some(d) = self.desired_of(&key) else {
-                    return;
-                };
-                let action = match reapply(&mut self.resolver, &self.id, &d, &key).await {
-                    Ok(o) => {
-                        self.tracked.insert(key, o);
-                        self.shared.cluster(&cluster, |s| s.drift_corrections += 1);
-                        DriftAction::Healed {
-                            millis: at.elapsed().as_secs_f64() * 1000.0,
+            DriftMode::Heal => match self.pending.iter_mut().find(|p| p.key == key) {
+                Some(p) => {
+                    for f in fields {
+                        if !p.fields.contains(&f) {
+                            p.fields.push(f);
                         }
                     }
-                    Err(error) => {
-                        // Retried with the whole set (e.g. its namespace is being deleted).
-                        if self.retry_at.is_none() {
-                            self.schedule_retry();
-                        }
-                        DriftAction::HealFailed { error }
-                    }
-                };
-                self.shared.emit(Event::Drift {
-                    cluster,
-                    object,
-                    fields,
-                    by,
-                    action,
-                });
-            }
+                }
+                None => self.pending.push(Pending { key, fields, by, at }),
+            },
             DriftMode::Report => {
                 if let Some(t) = self.tracked.get_mut(&key) {
                     t.resource_version = rv;
@@ -450,6 +460,65 @@ impl Actor {
                 });
             }
         }
+    }
+}
+
+impl Actor {
+    /// Corrects the pending drift: each object re-applied (server-side apply, force), concurrently.
+    async fn heal_pending(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let cluster = self.member.name.clone();
+        let mut jobs = Vec::new();
+        for p in std::mem::take(&mut self.pending) {
+            let Some(d) = self.desired_of(&p.key) else {
+                continue;
+            };
+            let api_version = d.obj["apiVersion"].as_str().unwrap_or("").to_string();
+            match self.resolver.resolve(&api_version, &p.key.1).await {
+                Ok(target) => jobs.push((p, d, target)),
+                Err(e) => self.healed(&cluster, p, Err(e.message)),
+            }
+        }
+        let (client, id) = (&self.member.client, self.id.as_str());
+        let done: Vec<(Pending, Result<Observed, String>)> = stream::iter(jobs)
+            .map(|(p, d, target)| async move {
+                let r = reapply(client, target, id, &d, &p.key).await;
+                (p, r)
+            })
+            .buffer_unordered(HEAL_CONCURRENCY)
+            .collect()
+            .await;
+        for (p, r) in done {
+            self.healed(&cluster, p, r);
+        }
+    }
+
+    fn healed(&mut self, cluster: &str, p: Pending, r: Result<Observed, String>) {
+        let action = match r {
+            Ok(o) => {
+                self.tracked.insert(p.key.clone(), o);
+                self.shared.cluster(cluster, |s| s.drift_corrections += 1);
+                DriftAction::Healed {
+                    millis: p.at.elapsed().as_secs_f64() * 1000.0,
+                }
+            }
+            Err(error) => {
+                // Retried with the whole set (e.g. its namespace is being deleted).
+                if self.retry_at.is_none() {
+                    self.schedule_retry();
+                }
+                DriftAction::HealFailed { error }
+            }
+        };
+        self.shared.emit(Event::Drift {
+            cluster: cluster.to_string(),
+            object: display(&p.key),
+            fields: p.fields,
+            by: p.by,
+            action,
+        });
     }
 }
 
