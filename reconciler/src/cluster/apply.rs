@@ -495,7 +495,18 @@ pub(crate) async fn reapply(
     key: &Key,
 ) -> Result<Observed, String> {
     let current = String::new();
-    match apply_one(client, id, target, d, key, Some(&current), false, &AtomicBool::new(false)).await {
+    match apply_one(
+        client,
+        id,
+        target,
+        d,
+        key,
+        Some(&current),
+        false,
+        &AtomicBool::new(false),
+    )
+    .await
+    {
         (_, _, Some(o)) => Ok(o),
         (_, m, None) => Err(m.unwrap_or_else(|| "not applied".into())),
     }
