@@ -51,7 +51,7 @@ pub async fn apply_fleet(snapshot: &Snapshot, kubeconfig: &Kubeconfig, args: &Fl
             bail!("unknown cluster `{c}`");
         }
     }
-    let (output, _) = render::pipeline::run(&repo, &RenderOptions::default());
+    let (output, _) = crate::routing::render(&repo, &RenderOptions::default());
     if output.has_errors() {
         return Ok(FleetOutcome::Refused(output.diagnostics));
     }
