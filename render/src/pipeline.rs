@@ -39,8 +39,9 @@ pub struct Output {
     /// The inputs of cross-cluster routing (SPEC §7): every cluster's rendered `Service`s and
     /// `ServiceExport`s (`multicluster.x-k8s.io`), in apply order. Kept for every inventory cluster
     /// whatever [`RenderOptions::clusters`] and [`Emit`] say: routing needs the whole fleet even when
-    /// one cluster is printed. Shared with the objects above (no copies).
-    pub routing_inputs: BTreeMap<String, Vec<Arc<Value>>>,
+    /// one cluster is printed. Each entry is (index into [`Repo::templates`], rendered object); the
+    /// objects are shared with those above (no copies).
+    pub routing_inputs: BTreeMap<String, Vec<(usize, Arc<Value>)>>,
     /// With [`Emit::Json`]: per cluster, segments of the objects' compact JSON (each segment
     /// comma-separated inside, segments in apply order; joined with commas when written).
     pub(crate) json: Option<BTreeMap<String, Vec<Vec<u8>>>>,
@@ -350,11 +351,11 @@ pub fn run(repo: &Repo<'_>, opts: &RenderOptions) -> (Output, Vec<Trace>) {
     let mut per_cluster: Vec<Vec<Arc<Value>>> = vec![Vec::new(); clusters.len()];
     let mut json: Vec<Vec<Vec<u8>>> = vec![Vec::new(); clusters.len()];
     let mut traces = Vec::new();
-    let mut routing: Vec<Vec<Arc<Value>>> = vec![Vec::new(); clusters.len()];
+    let mut routing: Vec<Vec<(usize, Arc<Value>)>> = vec![Vec::new(); clusters.len()];
     let (mut shared, mut modified) = (0usize, 0usize);
     for part in parts {
-        for (c, obj) in part.routing {
-            routing[c].push(obj);
+        for (c, t, obj) in part.routing {
+            routing[c].push((t, obj));
         }
         for (c, objs) in part.per_cluster.into_iter().enumerate() {
             per_cluster[c].extend(objs);
@@ -455,8 +456,8 @@ struct Partial {
     json: Vec<Vec<u8>>,
     diags: Vec<Diagnostic>,
     traces: Vec<Trace>,
-    /// (cluster, object) of every rendered routing input, in apply order.
-    routing: Vec<(usize, Arc<Value>)>,
+    /// (cluster, template, object) of every rendered routing input, in apply order.
+    routing: Vec<(usize, usize, Arc<Value>)>,
     shared: usize,
     modified: usize,
 }
@@ -535,7 +536,7 @@ impl Ctx<'_, '_> {
                     // Unchanged on this cluster: share the template.
                     out.shared += 1;
                     if routing_input {
-                        out.routing.push((*c, Arc::clone(&t.value)));
+                        out.routing.push((*c, i, Arc::clone(&t.value)));
                     }
                     self.keep(&mut out, *c, Arc::clone(&t.value), Some(&mut cache));
                     continue;
@@ -561,7 +562,7 @@ impl Ctx<'_, '_> {
                         }
                         let obj = Arc::new(obj);
                         if routing_input {
-                            out.routing.push((*c, Arc::clone(&obj)));
+                            out.routing.push((*c, i, Arc::clone(&obj)));
                         }
                         self.keep(&mut out, *c, obj, None);
                     }

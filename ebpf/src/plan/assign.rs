@@ -243,18 +243,14 @@ impl Planner<'_, '_> {
                      (at most 63 characters): shorten the Service's name; other networks cannot reach it"
                 ))
             } else {
-                self.repo
-                    .templates
-                    .iter()
-                    .find(|t| {
-                        t.group.is_empty() && t.kind == "Service" && t.namespace == svc.namespace && t.name == generated
-                    })
+                self.service_templates
+                    .get(&(svc.namespace.as_str(), generated.as_str()))
                     .map(|t| {
                         format!(
                             "{obj}: flotilla generates Service {}/{generated} for other networks, but a template \
                              already has that name ({}); rename it",
                             svc.namespace,
-                            t.origin.at()
+                            t.1.origin.at()
                         )
                     })
             };

@@ -1,6 +1,6 @@
 //! Reading the routing inputs: the inventory, exported Services, GlobalTrafficPolicies.
 
-use super::{object, ClusterInfo, ExportedService, Gateway, Held, Local, Planner, ServicePort};
+use super::{object, ClusterInfo, ExportedService, Gateway, Local, Placed, Planner, ServicePort};
 use crate::alloc::PortRange;
 use crate::config::{Locality, Mode, Protocol};
 use render::diagnostic::{code, Diagnostic};
@@ -49,25 +49,19 @@ impl Planner<'_, '_> {
     }
 
     /// Services with a ServiceExport, their ports, and the clusters exporting them.
-    pub(super) fn exported(&mut self, held: &[Held<'_>]) -> Vec<ExportedService> {
-        let services: HashMap<(&str, &str), &Template> = self
+    pub(super) fn exported(&mut self, placed: &Placed<'_>) -> Vec<ExportedService> {
+        let mut exports: Vec<(usize, &Template)> = self
             .repo
             .templates
             .iter()
-            .filter(|t| t.group.is_empty() && t.kind == "Service")
-            .map(|t| ((t.namespace.as_str(), t.name.as_str()), t))
+            .enumerate()
+            .filter(|(_, t)| t.group == "multicluster.x-k8s.io" && t.kind == "ServiceExport")
             .collect();
-        let mut exports: Vec<&Template> = self
-            .repo
-            .templates
-            .iter()
-            .filter(|t| t.group == "multicluster.x-k8s.io" && t.kind == "ServiceExport")
-            .collect();
-        exports.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        exports.sort_by(|a, b| (&a.1.namespace, &a.1.name).cmp(&(&b.1.namespace, &b.1.name)));
         let mut out = Vec::new();
-        for export in exports {
+        for (ei, export) in exports {
             let (ns, name) = (export.namespace.as_str(), export.name.as_str());
-            let Some(svc) = services.get(&(ns, name)) else {
+            let Some(&(si, svc)) = self.service_templates.get(&(ns, name)) else {
                 self.diags.push(
                     Diagnostic::warning(
                         code::EXPORT_WITHOUT_SERVICE,
@@ -79,7 +73,14 @@ impl Planner<'_, '_> {
                 );
                 continue;
             };
-            if let Some(s) = self.service(svc, export, held) {
+            // The exporting clusters hold both (both lists are in cluster order).
+            let exported_on: Vec<usize> = placed[ei].iter().map(|(c, _)| *c).collect();
+            let held: Vec<(usize, &Arc<Value>)> = placed[si]
+                .iter()
+                .filter(|(c, _)| exported_on.binary_search(c).is_ok())
+                .map(|(c, o)| (*c, *o))
+                .collect();
+            if let Some(s) = self.service(svc, export, &held) {
                 out.push(s);
             }
         }
@@ -94,7 +95,8 @@ impl Planner<'_, '_> {
         );
     }
 
-    fn service(&mut self, svc: &Template, export: &Template, held: &[Held<'_>]) -> Option<ExportedService> {
+    /// One exported Service; `held` = (cluster, rendered Service) of the exporting clusters.
+    fn service(&mut self, svc: &Template, export: &Template, held: &[(usize, &Arc<Value>)]) -> Option<ExportedService> {
         let (ns, name) = (svc.namespace.as_str(), svc.name.as_str());
         let v = &svc.value;
         if v.pointer("/spec/type").and_then(Value::as_str) == Some("ExternalName") {
@@ -152,10 +154,7 @@ impl Planner<'_, '_> {
         }
         let mut exporters = Vec::new();
         let mut local = BTreeMap::new();
-        for (ci, h) in held.iter().enumerate() {
-            let (Some(rendered), Some(_)) = (h.get(&("Service", ns, name)), h.get(&("ServiceExport", ns, name))) else {
-                continue;
-            };
+        for &(ci, rendered) in held {
             exporters.push(ci);
             let ip_text = rendered.pointer("/spec/clusterIP").and_then(Value::as_str);
             let rendered_ports = rendered.pointer("/spec/ports").and_then(Value::as_array);
@@ -221,6 +220,11 @@ impl Planner<'_, '_> {
             ))
         });
         let mut seen: HashMap<(&str, &str), &GlobalTrafficPolicy> = HashMap::new();
+        let index: HashMap<(String, String), usize> = services
+            .iter()
+            .enumerate()
+            .map(|(i, s)| ((s.namespace.clone(), s.name.clone()), i))
+            .collect();
         for gtp in policies {
             let key = (gtp.namespace.as_str(), gtp.name.as_str());
             if let Some(first) = seen.get(&key) {
@@ -237,10 +241,8 @@ impl Planner<'_, '_> {
                 continue;
             }
             seen.insert(key, gtp);
-            let Some(svc) = services
-                .iter_mut()
-                .find(|s| s.namespace == gtp.namespace && s.name == gtp.name)
-            else {
+            let found = index.get(&(gtp.namespace.clone(), gtp.name.clone()));
+            let Some(svc) = found.map(|&i| &mut services[i]) else {
                 self.diags.push(Diagnostic::warning(
                     code::TRAFFIC_WITHOUT_EXPORT,
                     &gtp.origin.file,

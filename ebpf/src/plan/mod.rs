@@ -4,7 +4,7 @@ use crate::alloc::PortRange;
 use crate::config::{Locality, Mode, Protocol, MAX_TIERS};
 use render::diagnostic::Diagnostic;
 use render::inventory::Cluster;
-use render::repo::{Origin, Repo};
+use render::repo::{Origin, Repo, Template};
 use render::snapshot::CONFIG_FILE;
 use render::{Output, Pos};
 use serde_json::Value;
@@ -183,24 +183,27 @@ pub(crate) fn object(namespace: &str, name: &str) -> String {
     format!("Service {namespace}/{name}")
 }
 
-/// What one cluster's rendered routing inputs hold, by (kind, namespace, name).
-type Held<'o> = HashMap<(&'o str, &'o str, &'o str), &'o Arc<Value>>;
+/// Where each template's rendered copies are: per template index, (cluster index, object), by cluster.
+/// Only routing inputs (Services, ServiceExports) have entries.
+type Placed<'o> = Vec<Vec<(usize, &'o Arc<Value>)>>;
 
-fn held(objs: &[Arc<Value>]) -> Held<'_> {
-    objs.iter()
-        .filter_map(|o| {
-            let kind = o.get("kind")?.as_str()?;
-            let meta = o.get("metadata")?;
-            let ns = meta.get("namespace")?.as_str()?;
-            let name = meta.get("name")?.as_str()?;
-            Some(((kind, ns, name), o))
-        })
-        .collect()
+fn placed<'o>(repo: &Repo<'_>, out: &'o Output) -> Placed<'o> {
+    let mut placed: Placed<'o> = vec![Vec::new(); repo.templates.len()];
+    for (ci, c) in repo.clusters.iter().enumerate() {
+        for (t, obj) in out.routing_inputs.get(&c.name).into_iter().flatten() {
+            if let Some(list) = placed.get_mut(*t) {
+                list.push((ci, obj));
+            }
+        }
+    }
+    placed
 }
 
 struct Planner<'r, 's> {
     repo: &'r Repo<'s>,
     diags: Vec<Diagnostic>,
+    /// The repository's Service templates by (namespace, name), with their index.
+    service_templates: HashMap<(&'r str, &'r str), (usize, &'r Template)>,
 }
 
 mod assign;
@@ -211,14 +214,17 @@ pub fn plan(repo: &Repo<'_>, out: &Output) -> Plan {
     let mut p = Planner {
         repo,
         diags: Vec::new(),
+        service_templates: repo
+            .templates
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.group.is_empty() && t.kind == "Service")
+            .map(|(i, t)| ((t.namespace.as_str(), t.name.as_str()), (i, t)))
+            .collect(),
     };
     let clusters = p.clusters();
-    let held: Vec<Held<'_>> = repo
-        .clusters
-        .iter()
-        .map(|c| held(out.routing_inputs.get(&c.name).map_or(&[][..], Vec::as_slice)))
-        .collect();
-    let mut services = p.exported(&held);
+    let placed = placed(repo, out);
+    let mut services = p.exported(&placed);
     p.traffic(&mut services);
     p.vips(&mut services);
     assign::frontend_ids(&mut services);
