@@ -16,6 +16,10 @@
 //! For this document that coincides with RFC 8785 (JSON Canonicalization Scheme). The `hash` field
 //! is `sha256:` and the lowercase hex SHA-256 of the canonical JSON of the document *without* the
 //! `hash` field.
+//!
+//! [`canonical_json`] writes any JSON value that way. The documents themselves are written straight
+//! from their types (no intermediate value: 100,000 backends are 13 MB of JSON), which is why the
+//! nested types declare their fields in canonical order; a test holds the two writers together.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -76,14 +80,14 @@ pub struct Source {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterEntry {
-    pub name: String,
-    /// 0-based position in the inventory's name order (the same in every document of a commit).
-    pub index: u32,
-    pub locality: Locality,
-    pub network: String,
     /// How other networks reach this cluster's exported services; absent when it has none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<GatewayEntry>,
+    /// 0-based position in the inventory's name order (the same in every document of a commit).
+    pub index: u32,
+    pub locality: Locality,
+    pub name: String,
+    pub network: String,
 }
 
 /// Region and zone (the cluster's first zone); empty strings when the inventory does not say.
@@ -102,22 +106,22 @@ pub struct GatewayEntry {
 /// One VIP:port/protocol of one exported service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Frontend {
-    /// Deterministic from the service and port (see [`crate::alloc`]); unique in the document.
-    pub id: u32,
-    pub service: ServiceRef,
-    pub vip: Ipv4Addr,
-    pub port: u16,
-    pub protocol: Protocol,
-    pub policy: PolicyEntry,
     /// Sorted by (priority, cluster, address, port).
     pub backends: Vec<Backend>,
+    /// Deterministic from the service and port (see [`crate::alloc`]); unique in the document.
+    pub id: u32,
+    pub policy: PolicyEntry,
+    pub port: u16,
+    pub protocol: Protocol,
+    pub service: ServiceRef,
+    pub vip: Ipv4Addr,
 }
 
 /// The Service and port a frontend stands for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceRef {
-    pub namespace: String,
     pub name: String,
+    pub namespace: String,
     /// The Service port's name (empty for the unnamed port of a single-port Service).
     pub port: String,
 }
@@ -194,14 +198,14 @@ pub enum Via {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Backend {
     pub address: Ipv4Addr,
-    pub port: u16,
-    /// Relative weight inside its tier; 0 = drained (listed, never chosen).
-    pub weight: u16,
     pub cluster: String,
-    pub ready: bool,
-    pub via: Via,
+    pub port: u16,
     /// 0 = most preferred; the datapath uses the first tier that has a ready backend.
     pub priority: u8,
+    pub ready: bool,
+    pub via: Via,
+    /// Relative weight inside its tier; 0 = drained (listed, never chosen).
+    pub weight: u16,
 }
 
 impl EndpointMapConfig {
@@ -212,19 +216,40 @@ impl EndpointMapConfig {
 
     /// The canonical JSON of the whole document, `hash` included: what `flotilla endpoints` prints.
     pub fn to_canonical_json(&self) -> Result<Vec<u8>, ConfigError> {
-        let mut out = Vec::new();
-        canonical_json(&self.to_value()?, &mut out);
+        self.write_canonical(true)
+    }
+
+    /// Canonical JSON written straight from the types, without building a [`Value`]: the top level by
+    /// hand, the nested types by `serde_json`, whose fields are declared in canonical (byte) order.
+    /// Equal to [`canonical_json`] of [`Self::to_value`] (a test holds the two together).
+    fn write_canonical(&self, with_hash: bool) -> Result<Vec<u8>, ConfigError> {
+        let backends: usize = self.frontends.iter().map(|f| f.backends.len()).sum();
+        let mut out = Vec::with_capacity(512 + 200 * self.frontends.len() + 128 * backends);
+        out.extend_from_slice(b"{\"apiVersion\":");
+        write_string(&self.api_version, &mut out);
+        out.extend_from_slice(b",\"cluster\":");
+        write_string(&self.cluster, &mut out);
+        out.extend_from_slice(b",\"clusters\":");
+        serde_json::to_writer(&mut out, &self.clusters)?;
+        out.extend_from_slice(b",\"frontends\":");
+        serde_json::to_writer(&mut out, &self.frontends)?;
+        if with_hash {
+            out.extend_from_slice(b",\"hash\":");
+            write_string(&self.hash, &mut out);
+        }
+        out.extend_from_slice(b",\"kind\":");
+        write_string(&self.kind, &mut out);
+        out.extend_from_slice(b",\"source\":");
+        serde_json::to_writer(&mut out, &self.source)?;
+        out.extend_from_slice(b",\"version\":");
+        out.extend_from_slice(self.version.to_string().as_bytes());
+        out.push(b'}');
         Ok(out)
     }
 
     /// `sha256:<hex>` of the canonical JSON of everything but `hash`.
     pub fn compute_hash(&self) -> Result<String, ConfigError> {
-        let mut v = self.to_value()?;
-        if let Value::Object(m) = &mut v {
-            m.remove("hash");
-        }
-        let mut bytes = Vec::new();
-        canonical_json(&v, &mut bytes);
+        let bytes = self.write_canonical(false)?;
         Ok(format!("sha256:{}", hex(&Sha256::digest(&bytes))))
     }
 
@@ -385,6 +410,49 @@ mod tests {
         let back: EndpointMapConfig = serde_json::from_str(&text).unwrap();
         assert_eq!(back, d);
         back.verify().unwrap();
+    }
+
+    #[test]
+    fn the_direct_writer_equals_the_generic_canonical_form() {
+        let mut d = doc();
+        d.source.git_revision = Some("abc".into());
+        d.clusters.push(ClusterEntry {
+            gateway: Some(GatewayEntry {
+                address: Ipv4Addr::new(192, 0, 2, 1),
+            }),
+            index: 0,
+            locality: Locality {
+                region: "eu".into(),
+                zone: "eu-1a".into(),
+            },
+            name: "c1".into(),
+            network: "n\u{e9}t \"1\"".into(),
+        });
+        d.clusters.push(ClusterEntry {
+            gateway: None,
+            ..d.clusters[0].clone()
+        });
+        d.frontends[0].backends.push(Backend {
+            address: Ipv4Addr::new(10, 0, 0, 1),
+            cluster: "c1".into(),
+            port: 8080,
+            priority: 1,
+            ready: false,
+            via: Via::Gateway,
+            weight: 0,
+        });
+        d.seal().unwrap();
+        let mut generic = Vec::new();
+        canonical_json(&d.to_value().unwrap(), &mut generic);
+        assert_eq!(
+            String::from_utf8(d.to_canonical_json().unwrap()).unwrap(),
+            String::from_utf8(generic).unwrap()
+        );
+        let mut without = d.to_value().unwrap();
+        without.as_object_mut().unwrap().remove("hash");
+        let mut generic = Vec::new();
+        canonical_json(&without, &mut generic);
+        assert_eq!(d.hash, format!("sha256:{}", hex(&Sha256::digest(&generic))));
     }
 
     #[test]
