@@ -510,6 +510,20 @@ fn endpoints_prints_every_clusters_document_deterministically() {
     let yaml = flotilla(&["endpoints", "--repo", p, "--format", "yaml"]);
     let y = String::from_utf8_lossy(&yaml.stdout);
     assert_eq!(y.matches("kind: EndpointMapConfig").count(), 3, "{y}");
+    // The guide shows this very document.
+    let guide =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/guides/routing.md")).unwrap();
+    let shown = guide
+        .split_once("cluster-2 of the example repository, offline:\n\n```json\n")
+        .and_then(|(_, rest)| rest.split_once("\n```"))
+        .map(|(json, _)| json)
+        .expect("the guide's example document");
+    let shown: Value = serde_json::from_str(shown).unwrap();
+    assert_eq!(
+        shown,
+        serde_json::from_str::<Value>(&text).unwrap(),
+        "docs/guides/routing.md is out of date"
+    );
 }
 
 #[test]
