@@ -12,6 +12,21 @@ use std::collections::HashSet;
 use std::fmt;
 use std::net::Ipv4Addr;
 
+/// Why a `vipRange` or `portRange` does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RangeError {
+    #[error("`{0}` is not an IPv4 CIDR such as 127.200.0.0/16")]
+    NotCidr(String),
+    #[error("`{0}` has an invalid prefix length (0-32)")]
+    Prefix(String),
+    #[error("`{text}` has host bits set; the range would be {network}")]
+    HostBits { text: String, network: String },
+    #[error("`{0}` is not a port range `FIRST-LAST` with ports 1-65535")]
+    NotPortRange(String),
+    #[error("`{0}` is empty or starts at port 0: FIRST must be 1-65535 and at most LAST")]
+    EmptyPortRange(String),
+}
+
 /// The default `vipRange` (RepoConfig) when `flotilla.yaml` sets none.
 pub const DEFAULT_VIP_RANGE: &str = "127.200.0.0/16";
 
@@ -24,25 +39,22 @@ pub struct VipRange {
 
 impl VipRange {
     /// Parses `a.b.c.d/p`. Host bits must be zero (`10.0.0.1/16` is refused: it is ambiguous).
-    pub fn parse(s: &str) -> Result<VipRange, String> {
-        let (addr, prefix) = s
-            .split_once('/')
-            .ok_or_else(|| format!("`{s}` is not an IPv4 CIDR such as 127.200.0.0/16"))?;
-        let addr: Ipv4Addr = addr
-            .parse()
-            .map_err(|_| format!("`{s}` is not an IPv4 CIDR such as 127.200.0.0/16"))?;
+    pub fn parse(s: &str) -> Result<VipRange, RangeError> {
+        let not_cidr = || RangeError::NotCidr(s.to_string());
+        let (addr, prefix) = s.split_once('/').ok_or_else(not_cidr)?;
+        let addr: Ipv4Addr = addr.parse().map_err(|_| not_cidr())?;
         let prefix: u8 = prefix
             .parse()
             .ok()
             .filter(|p| *p <= 32)
-            .ok_or_else(|| format!("`{s}` has an invalid prefix length (0-32)"))?;
+            .ok_or_else(|| RangeError::Prefix(s.to_string()))?;
         let network = u32::from(addr);
         let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) };
         if network & !mask != 0 {
-            return Err(format!(
-                "`{s}` has host bits set; the range would be {}/{prefix}",
-                Ipv4Addr::from(network & mask)
-            ));
+            return Err(RangeError::HostBits {
+                text: s.to_string(),
+                network: format!("{}/{prefix}", Ipv4Addr::from(network & mask)),
+            });
         }
         Ok(VipRange { network, prefix })
     }
@@ -95,15 +107,13 @@ pub struct PortRange {
 }
 
 impl PortRange {
-    pub fn parse(s: &str) -> Result<PortRange, String> {
-        let bad = || format!("`{s}` is not a port range `FIRST-LAST` with ports 1-65535");
+    pub fn parse(s: &str) -> Result<PortRange, RangeError> {
+        let bad = || RangeError::NotPortRange(s.to_string());
         let (a, b) = s.split_once('-').ok_or_else(bad)?;
         let first: u16 = a.trim().parse().map_err(|_| bad())?;
         let last: u16 = b.trim().parse().map_err(|_| bad())?;
         if first == 0 || last < first {
-            return Err(format!(
-                "`{s}` is empty or starts at port 0: FIRST must be 1-65535 and at most LAST"
-            ));
+            return Err(RangeError::EmptyPortRange(s.to_string()));
         }
         Ok(PortRange { first, last })
     }
@@ -175,7 +185,10 @@ mod tests {
         assert_eq!(r.slot_of(Ipv4Addr::new(127, 200, 1, 0)), Some(255));
         let one = VipRange::parse("10.0.0.7/32").unwrap();
         assert_eq!((one.len(), one.address(0)), (1, Ipv4Addr::new(10, 0, 0, 7)));
-        assert!(VipRange::parse("10.0.0.1/16").unwrap_err().contains("10.0.0.0/16"));
+        assert!(VipRange::parse("10.0.0.1/16")
+            .unwrap_err()
+            .to_string()
+            .contains("10.0.0.0/16"));
         assert!(VipRange::parse("10.0.0.0").is_err());
         assert!(VipRange::parse("10.0.0.0/33").is_err());
         assert!(VipRange::parse("fd00::/64").is_err());
