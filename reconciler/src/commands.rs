@@ -1,4 +1,4 @@
-//! The offline commands: `render`, `explain`, `validate`.
+//! The offline commands: `render`, `explain`, `validate`, and `apply`.
 
 use crate::{print, source, Format, RenderFormat, RepoArgs};
 use anyhow::{bail, Context, Result};
@@ -42,7 +42,7 @@ pub fn render(args: &RepoArgs, clusters: &[String], out: Option<&Path>, format: 
         },
         ..RenderOptions::default()
     };
-    let (output, _) = render::pipeline::run(&repo, &opts);
+    let (output, _) = crate::routing::render(&repo, &opts);
     let t3 = Instant::now();
     tracing::debug!(
         read_ms = ms(t1 - t0),
@@ -121,7 +121,7 @@ pub fn validate(args: &RepoArgs, format: Format) -> Result<ExitCode> {
         emit: render::Emit::Nothing,
         ..RenderOptions::default()
     };
-    let output = render::render(&snapshot, &opts);
+    let output = crate::routing::render_snapshot(&snapshot, &opts);
     print::diagnostics(&output.diagnostics, format)?;
     if format == Format::Text && output.diagnostics.is_empty() {
         eprintln!("ok: no findings");

@@ -194,7 +194,7 @@ pub fn run_live(
     use crate::cluster::{apply::Desired, client_for, live, read_kubeconfig, Member};
     let snap = source::read(repo, to)?;
     let repo_l = render::repo::load(&snap);
-    let (out, _) = render::pipeline::run(&repo_l, &RenderOptions::default());
+    let (out, _) = crate::routing::render(&repo_l, &RenderOptions::default());
     let kubeconfig = read_kubeconfig(kubeconfig)?;
     let parent = applyset.unwrap_or(crate::cluster::applyset::PARENT_NAME).to_string();
     let runtime = crate::runtime()?;
@@ -263,8 +263,8 @@ pub fn run(repo: &Path, from: Option<&str>, to: Option<&str>, clusters: &[String
         clusters: clusters.to_vec(),
         ..RenderOptions::default()
     };
-    let old = render::render(&old_snap, &opts);
-    let new = render::render(&new_snap, &opts);
+    let old = crate::routing::render_snapshot(&old_snap, &opts);
+    let new = crate::routing::render_snapshot(&new_snap, &opts);
     let diffs = pair(&old, &new)?;
     let differs = print_diffs(&diffs, &new.diagnostics, format)?;
     Ok(if differs || new.has_errors() {

@@ -2,8 +2,10 @@
 //!
 //! The `flotilla` binary (`src/main.rs`) is glue over this library: it parses the command line and
 //! calls [`commands`]. The library reads repositories ([`source`]: a working tree, or a commit
-//! straight from the Git object database), calls the pure `render` crate, and prints ([`print`],
-//! [`diff`]). Clusters, the daemon and the HTTP server will live here too: `render` stays pure.
+//! straight from the Git object database), calls the pure `render` crate followed by the routing
+//! step ([`routing`]: cross-cluster routing through the `flotilla-ebpf` crate, which adds the
+//! generated east-west Services), and prints ([`print`], [`diff`], [`endpoints`]). Clusters
+//! ([`cluster`]), the daemon and the HTTP server live here too: `render` stays pure.
 //!
 //! Key decision: repository reading is the only place where paths, symlinks and sizes are judged;
 //! `render` receives bytes. Exit codes everywhere: 0 success / no difference, 1 findings (error
@@ -11,7 +13,7 @@
 //!
 //! ```no_run
 //! let snapshot = reconciler::source::read(std::path::Path::new("examples-repo"), None)?;
-//! let out = render::render(&snapshot, &render::RenderOptions::default());
+//! let out = reconciler::routing::render_snapshot(&snapshot, &render::RenderOptions::default());
 //! println!("{} clusters", out.clusters.len());
 //! # Ok::<(), anyhow::Error>(())
 //! ```
@@ -21,7 +23,9 @@ pub mod commands;
 pub mod daemon;
 pub mod diff;
 pub mod drift;
+pub mod endpoints;
 pub mod print;
+pub mod routing;
 pub mod source;
 
 use clap::ValueEnum;

@@ -1,7 +1,7 @@
 //! The `flotilla` binary: parses the command line and dispatches to the `reconciler` library.
 //! Nothing else lives here.
 
-use reconciler::{commands, diff, Format, RenderFormat, RepoArgs};
+use reconciler::{commands, diff, endpoints, Format, RenderFormat, RepoArgs};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -144,6 +144,22 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Print the endpoint map config (cross-cluster routing table) of every cluster, or of one.
+    Endpoints {
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// Only this cluster's document (printed alone, ready for `flotilla-agent --config`).
+        #[arg(long)]
+        cluster: Option<String>,
+        #[arg(long, value_enum, default_value_t = RenderFormat::Json)]
+        format: RenderFormat,
+        /// Fill in live ClusterIPs and endpoints from the clusters (not available yet).
+        #[arg(long)]
+        live: bool,
+        /// With --live: the kubeconfig holding one context per cluster.
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+    },
 }
 
 fn init_logging(format: LogFormat, default: &str) {
@@ -260,6 +276,21 @@ fn main() -> ExitCode {
                 diff::run(&repo, from.as_deref(), to.as_deref(), &clusters, format)
             }
         }
+        Command::Endpoints {
+            repo,
+            cluster,
+            format,
+            live,
+            kubeconfig,
+        } => endpoints::run(
+            &repo,
+            &endpoints::EndpointsArgs {
+                cluster,
+                live,
+                kubeconfig,
+            },
+            format,
+        ),
     };
     match result {
         Ok(code) => code,

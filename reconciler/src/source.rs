@@ -173,6 +173,19 @@ pub fn read_rev(dir: &Path, rev: &str) -> Result<Snapshot> {
     snapshot_of_tree(&repo, &tree, Some(commit.id().to_string()))
 }
 
+/// The committer time (seconds since the epoch) of commit `rev` of the Git repository containing
+/// `dir`; the version of the endpoint map configs built from that commit derives from it.
+pub fn commit_time(dir: &Path, rev: &str) -> Result<u64> {
+    let repo =
+        git2::Repository::discover(dir).with_context(|| format!("{} is not inside a Git repository", dir.display()))?;
+    let commit = repo
+        .revparse_single(rev)
+        .and_then(|o| o.peel_to_commit())
+        .with_context(|| format!("`{rev}` is not a commit"))?;
+    // A commit dated before 1970 has no meaningful version: 0.
+    Ok(u64::try_from(commit.time().seconds()).unwrap_or(0))
+}
+
 /// Reads every wanted blob of a tree (used by the daemon too).
 pub fn snapshot_of_tree(repo: &git2::Repository, tree: &git2::Tree<'_>, revision: Option<String>) -> Result<Snapshot> {
     let config_bytes = tree

@@ -556,3 +556,184 @@ fn reconcile_reports_unreachable_clusters_and_stops_on_sigterm() {
 fn stderr_rest(lines: std::io::Lines<std::io::BufReader<std::process::ChildStderr>>) -> String {
     lines.map_while(Result::ok).collect::<Vec<_>>().join("\n")
 }
+
+fn examples() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples-repo")
+}
+
+#[test]
+fn endpoints_prints_every_clusters_document_deterministically() {
+    let p = examples();
+    let p = p.to_str().unwrap();
+    let a = flotilla(&["endpoints", "--repo", p]);
+    assert_eq!(code(&a), 0, "{}", stderr(&a));
+    let b = flotilla(&["endpoints", "--repo", p]);
+    assert_eq!(a.stdout, b.stdout, "byte-identical");
+    let v: Value = serde_json::from_slice(&a.stdout).unwrap();
+    assert_eq!(
+        v.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["clusters", "diagnostics"]
+    );
+    let clusters = v["clusters"].as_object().unwrap();
+    assert_eq!(
+        clusters.keys().collect::<Vec<_>>(),
+        ["cluster-1", "cluster-2", "cluster-3"]
+    );
+    for (name, doc) in clusters {
+        let doc: ebpf::EndpointMapConfig = serde_json::from_value(doc.clone()).unwrap();
+        doc.verify().unwrap();
+        assert_eq!(&doc.cluster, name);
+        assert_eq!(doc.version, 0, "a working tree has version 0");
+        assert_eq!(doc.frontends[0].vip.to_string(), "127.200.207.238");
+    }
+    // One cluster: exactly its canonical document, the same bytes as inside the combined output.
+    let one = flotilla(&["endpoints", "--repo", p, "--cluster", "cluster-2"]);
+    assert_eq!(code(&one), 0, "{}", stderr(&one));
+    let text = String::from_utf8(one.stdout).unwrap();
+    assert!(text.ends_with('\n') && !text.trim_end().contains('\n'));
+    let combined = String::from_utf8(a.stdout).unwrap();
+    assert!(combined.contains(&format!("\"cluster-2\":{}", text.trim_end())));
+    let yaml = flotilla(&["endpoints", "--repo", p, "--format", "yaml"]);
+    let y = String::from_utf8_lossy(&yaml.stdout);
+    assert_eq!(y.matches("kind: EndpointMapConfig").count(), 3, "{y}");
+    // The guide shows this very document.
+    let guide =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/guides/routing.md")).unwrap();
+    let shown = guide
+        .split_once("cluster-2 of the example repository, offline:\n\n```json\n")
+        .and_then(|(_, rest)| rest.split_once("\n```"))
+        .map(|(json, _)| json)
+        .expect("the guide's example document");
+    let shown: Value = serde_json::from_str(shown).unwrap();
+    assert_eq!(
+        shown,
+        serde_json::from_str::<Value>(&text).unwrap(),
+        "docs/guides/routing.md is out of date"
+    );
+}
+
+#[test]
+fn endpoints_of_a_commit_carry_its_revision_and_time() {
+    let r = Repo::new();
+    copy_dir(&examples(), r.path());
+    r.commit("fleet");
+    let head = Command::new("git")
+        .args(["log", "-1", "--format=%H %ct"])
+        .current_dir(r.path())
+        .output()
+        .unwrap();
+    let out = String::from_utf8(head.stdout).unwrap();
+    let (sha, time) = out.trim().split_once(' ').unwrap();
+    let o = flotilla(&[
+        "endpoints",
+        "--repo",
+        r.path().to_str().unwrap(),
+        "--rev",
+        "HEAD",
+        "--cluster",
+        "cluster-1",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let doc: ebpf::EndpointMapConfig = serde_json::from_slice(&o.stdout).unwrap();
+    doc.verify().unwrap();
+    assert_eq!(doc.version.to_string(), time);
+    assert_eq!(doc.source.git_revision.as_deref(), Some(sha));
+}
+
+#[test]
+fn endpoints_usage_errors_and_findings() {
+    let p = examples();
+    let p = p.to_str().unwrap();
+    let live = flotilla(&["endpoints", "--repo", p, "--live"]);
+    assert_eq!(code(&live), 2);
+    assert!(
+        stderr(&live).contains("--live` is not available yet"),
+        "{}",
+        stderr(&live)
+    );
+    let unknown = flotilla(&["endpoints", "--repo", p, "--cluster", "nope"]);
+    assert_eq!(code(&unknown), 2);
+    assert!(stderr(&unknown).contains("unknown cluster `nope`"));
+    // A GlobalTrafficPolicy naming an unknown cluster: exit 1, the finding at its line, the
+    // documents still printed; validate and render report it too.
+    let r = Repo::basic();
+    r.write(
+        "svc.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: api}\nspec: {ports: [{port: 80}]}\n---\n\
+         apiVersion: multicluster.x-k8s.io/v1alpha1\nkind: ServiceExport\nmetadata: {name: api}\n---\n\
+         apiVersion: policy.karmada.io/v1alpha1\nkind: PropagationPolicy\nmetadata: {name: api}\nspec:\n  \
+         resourceSelectors:\n  - {apiVersion: v1, kind: Service}\n  - {apiVersion: multicluster.x-k8s.io/v1alpha1, kind: ServiceExport}\n",
+    );
+    r.write(
+        "gtp.yaml",
+        "apiVersion: flotilla.dev/v1alpha1\nkind: GlobalTrafficPolicy\nmetadata: {name: api}\nspec:\n  mode: FailOver\n  targets:\n  - cluster: member9\n",
+    );
+    let rp = r.path().to_str().unwrap();
+    let o = flotilla(&["endpoints", "--repo", rp, "--format", "json"]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["clusters"].as_object().unwrap().len(), 2);
+    let d = &v["diagnostics"].as_array().unwrap()[0];
+    assert_eq!(
+        (d["code"].as_str(), d["file"].as_str(), d["line"].as_u64()),
+        (Some("E065"), Some("gtp.yaml"), Some(7))
+    );
+    let text = flotilla(&["validate", "--repo", rp]);
+    assert_eq!(code(&text), 1);
+    assert!(stderr(&text).contains("gtp.yaml:7:5: error[E065]"), "{}", stderr(&text));
+}
+
+#[test]
+fn render_and_diff_include_the_generated_eastwest_services() {
+    let p = examples();
+    let o = flotilla(&["render", "--repo", p.to_str().unwrap(), "--format", "json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let names = |c: &str| -> Vec<String> {
+        v["clusters"][c]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| {
+                format!(
+                    "{}/{}",
+                    o["kind"].as_str().unwrap(),
+                    o["metadata"]["name"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    for c in ["cluster-1", "cluster-3"] {
+        let n = names(c);
+        let at = n
+            .iter()
+            .position(|x| x == "Service/orders-api-eastwest")
+            .expect("generated Service");
+        assert_eq!(
+            n[at - 1],
+            "Service/orders-api",
+            "apply order: orders-api < orders-api-eastwest < nginx"
+        );
+        assert_eq!(n[at + 1], "Service/nginx");
+    }
+    assert!(!names("cluster-2").iter().any(|x| x.contains("eastwest")));
+    // --cluster filters the output, not the routing: the generated Service is still there.
+    let one = flotilla(&["render", "--repo", p.to_str().unwrap(), "--cluster", "cluster-3"]);
+    assert!(String::from_utf8_lossy(&one.stdout).contains("name: orders-api-eastwest"));
+    // A repository change that moves the gateway port shows up in the offline diff.
+    let r = Repo::new();
+    copy_dir(&p, r.path());
+    r.commit("fleet");
+    let c3 = r.path().join("clusters/cluster-3.yaml");
+    let text = std::fs::read_to_string(&c3)
+        .unwrap()
+        .replace("portRange: 31000-31999", "portRange: 40000-40000");
+    std::fs::write(&c3, text).unwrap();
+    let d = flotilla(&["diff", "--repo", r.path().to_str().unwrap(), "--cluster", "cluster-3"]);
+    assert_eq!(code(&d), 1, "{}", stderr(&d));
+    let out = String::from_utf8_lossy(&d.stdout);
+    assert!(
+        out.contains("-    port: 31912") && out.contains("+    port: 40000"),
+        "{out}"
+    );
+}

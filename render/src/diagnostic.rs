@@ -73,6 +73,24 @@ pub mod code {
     /// An override failed on one cluster: the template is absent from that cluster's output.
     pub const OVERRIDE_FAILED: &str = "E050";
 
+    // --- cross-cluster routing (E06x): found by the routing step (crate `flotilla-ebpf`), SPEC §7 ---
+    /// `vipRange` in `flotilla.yaml` is not an IPv4 CIDR.
+    pub const VIP_RANGE: &str = "E060";
+    /// A `flotilla.dev/vip` annotation that is not an IPv4 address inside the VIP range.
+    pub const VIP_INVALID: &str = "E061";
+    /// Two exported Services ask for the same VIP with `flotilla.dev/vip`.
+    pub const VIP_COLLISION: &str = "E062";
+    /// The VIP range has no free address left for an exported Service.
+    pub const VIP_EXHAUSTED: &str = "E063";
+    /// A cluster's east-west gateway `portRange` is malformed, or has no free port left.
+    pub const GATEWAY_PORTS: &str = "E064";
+    /// A GlobalTrafficPolicy target names a cluster that is not in the inventory.
+    pub const TRAFFIC_UNKNOWN_CLUSTER: &str = "E065";
+    /// A FailOver GlobalTrafficPolicy gives a cluster more than 4 priority tiers.
+    pub const TOO_MANY_TIERS: &str = "E066";
+    /// The generated `<service>-eastwest` Service would get an invalid name, or a template has its name.
+    pub const EASTWEST_NAME: &str = "E067";
+
     // --- warnings ---
     /// A namespaced-or-not-unknown kind without `metadata.namespace`: assumed cluster-scoped.
     pub const UNKNOWN_KIND: &str = "W001";
@@ -89,6 +107,18 @@ pub mod code {
     /// An override that is a no-op by Karmada's rules (e.g. an invalid image tag value) or whose result is
     /// suspicious though valid (e.g. a registry value that reads back as part of the repository).
     pub const OVERRIDE_NOOP: &str = "W050";
+    /// A ServiceExport without a Service of the same namespace and name: nothing is exported.
+    pub const EXPORT_WITHOUT_SERVICE: &str = "W060";
+    /// A GlobalTrafficPolicy without an exported Service of the same namespace and name.
+    pub const TRAFFIC_WITHOUT_EXPORT: &str = "W061";
+    /// An exported Service runs on a cluster without `eastWestGateway`: other networks cannot reach it there.
+    pub const NO_GATEWAY: &str = "W062";
+    /// A GlobalTrafficPolicy target without effect: listed twice, or the Service is not exported there.
+    pub const TRAFFIC_TARGET_UNUSED: &str = "W063";
+    /// An exported Service, or one of its ports, that cannot be routed (ExternalName, SCTP, no ports).
+    pub const NOT_ROUTABLE: &str = "W064";
+    /// An exported Service that no cluster exports: no cluster holds both the Service and its ServiceExport.
+    pub const EXPORTED_NOWHERE: &str = "W065";
     /// A Karmada field that flotilla accepts but does not act on (runtime-only behaviour).
     pub const IGNORED_FIELD: &str = "I001";
 }

@@ -36,9 +36,23 @@ pub struct Output {
     /// template annotation `work.karmada.io/conflict-resolution`): `apply` adopts an existing object
     /// flotilla does not own instead of reporting a conflict.
     pub overwrite: std::collections::BTreeSet<ObjectRef>,
+    /// The inputs of cross-cluster routing (SPEC §7): every cluster's rendered `Service`s and
+    /// `ServiceExport`s (`multicluster.x-k8s.io`), in apply order. Kept for every inventory cluster
+    /// whatever [`RenderOptions::clusters`] and [`Emit`] say: routing needs the whole fleet even when
+    /// one cluster is printed. Each entry is (index into [`Repo::templates`], rendered object); the
+    /// objects are shared with those above (no copies).
+    pub routing_inputs: BTreeMap<String, Vec<(usize, Arc<Value>)>>,
     /// With [`Emit::Json`]: per cluster, segments of the objects' compact JSON (each segment
     /// comma-separated inside, segments in apply order; joined with commas when written).
     pub(crate) json: Option<BTreeMap<String, Vec<Vec<u8>>>>,
+}
+
+/// Whether rendered copies of this template are kept in [`Output::routing_inputs`].
+fn is_routing_input(t: &Template) -> bool {
+    matches!(
+        (t.group.as_str(), t.kind.as_str()),
+        ("", "Service") | ("multicluster.x-k8s.io", "ServiceExport")
+    )
 }
 
 /// A fully traced render of one template, for `explain`.
@@ -337,8 +351,12 @@ pub fn run(repo: &Repo<'_>, opts: &RenderOptions) -> (Output, Vec<Trace>) {
     let mut per_cluster: Vec<Vec<Arc<Value>>> = vec![Vec::new(); clusters.len()];
     let mut json: Vec<Vec<Vec<u8>>> = vec![Vec::new(); clusters.len()];
     let mut traces = Vec::new();
+    let mut routing: Vec<Vec<(usize, Arc<Value>)>> = vec![Vec::new(); clusters.len()];
     let (mut shared, mut modified) = (0usize, 0usize);
     for part in parts {
+        for (c, t, obj) in part.routing {
+            routing[c].push((t, obj));
+        }
         for (c, objs) in part.per_cluster.into_iter().enumerate() {
             per_cluster[c].extend(objs);
         }
@@ -393,10 +411,16 @@ pub fn run(repo: &Repo<'_>, opts: &RenderOptions) -> (Output, Vec<Trace>) {
             }
         }
     }
+    let routing_inputs = clusters
+        .iter()
+        .zip(routing)
+        .map(|(c, objs)| (c.name.clone(), objs))
+        .collect();
     crate::diagnostic::finish(&mut diags);
     (
         Output {
             clusters: out,
+            routing_inputs,
             diagnostics: diags,
             json: (opts.emit == Emit::Json).then_some(json_out),
             overwrite,
@@ -432,6 +456,8 @@ struct Partial {
     json: Vec<Vec<u8>>,
     diags: Vec<Diagnostic>,
     traces: Vec<Trace>,
+    /// (cluster, template, object) of every rendered routing input, in apply order.
+    routing: Vec<(usize, usize, Arc<Value>)>,
     shared: usize,
     modified: usize,
 }
@@ -481,6 +507,7 @@ impl Ctx<'_, '_> {
             per_cluster: vec![Vec::new(); clusters.len()],
             diags: Vec::new(),
             traces: Vec::new(),
+            routing: Vec::new(),
             shared: 0,
             modified: 0,
         };
@@ -500,6 +527,7 @@ impl Ctx<'_, '_> {
                 }
                 continue;
             }
+            let routing_input = is_routing_input(t);
             let policies = self.index.policies_for(t);
             // A Divided Job's completions are split by the assigned parallelism.
             let completions = job_completions(t, &p.targets, clusters);
@@ -507,6 +535,9 @@ impl Ctx<'_, '_> {
                 if replicas.is_none() && !tracing && !self.index.targets_any(&policies, *c) {
                     // Unchanged on this cluster: share the template.
                     out.shared += 1;
+                    if routing_input {
+                        out.routing.push((*c, i, Arc::clone(&t.value)));
+                    }
                     self.keep(&mut out, *c, Arc::clone(&t.value), Some(&mut cache));
                     continue;
                 }
@@ -529,7 +560,11 @@ impl Ctx<'_, '_> {
                         if tracing {
                             trace.overrides.push((*c, steps, None));
                         }
-                        self.keep(&mut out, *c, Arc::new(obj), None);
+                        let obj = Arc::new(obj);
+                        if routing_input {
+                            out.routing.push((*c, i, Arc::clone(&obj)));
+                        }
+                        self.keep(&mut out, *c, obj, None);
                     }
                     Err(d) => {
                         if tracing {

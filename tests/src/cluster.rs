@@ -8,7 +8,7 @@
 //!   by all clusters;
 //! - N **kube-apiservers**, cluster *i* with `--etcd-prefix=/cluster-i` (so the clusters share
 //!   nothing but the etcd process), its own `--secure-port` on 127.0.0.1, service range
-//!   `10.96.i.0/24` (virtual, nothing is ever sent there), RBAC, client-certificate authentication
+//!   a /20 of 10.96.0.0/11 per cluster, 4,094 Services each (virtual, nothing is ever sent there), RBAC, client-certificate authentication
 //!   ([`pki`]), the `ServiceAccount` admission plugin off and the garbage collector off (there is no
 //!   kube-controller-manager: namespaces stay `Terminating` when deleted, ownerReferences are not
 //!   followed, and deletes never wait for GC finalizers), and no endpoint reconciler (Endpoints may

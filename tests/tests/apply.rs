@@ -6,7 +6,7 @@
 use flotilla_tests::cluster::{self, unique_name};
 use flotilla_tests::examples_repo;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use kube::api::{Api, PostParams};
 use reconciler::cluster::changeset::{Action, ChangeSet};
 use reconciler::cluster::fleet::{apply_fleet, FleetArgs, FleetOutcome};
@@ -113,6 +113,19 @@ async fn seed_scenario_lands_with_the_image_override_only_on_dc1() {
             .await
             .unwrap();
         assert_eq!(image(d), want, "cluster-{}", i + 1);
+    }
+    // Scenario 4 lands too: the ServiceExport CRD first, then the exported Service's generated
+    // east-west LoadBalancer on the two exporters only.
+    for (i, present) in [(0, true), (1, false), (2, true)] {
+        let svc = Api::<Service>::namespaced(h.client(i).unwrap(), "orders")
+            .get_opt("orders-api-eastwest")
+            .await
+            .unwrap();
+        assert_eq!(svc.is_some(), present, "cluster-{}", i + 1);
+        if let Some(spec) = svc.and_then(|s| s.spec) {
+            assert_eq!(spec.type_.as_deref(), Some("LoadBalancer"));
+            assert_eq!(spec.ports.unwrap()[0].port, 31912);
+        }
     }
     // Applying the same commit again changes nothing.
     let again = apply(h, &snap, &args).await;

@@ -77,7 +77,7 @@ pub fn plan(snapshot: &Snapshot, only: &[String]) -> Result<Result<Plan, Vec<Dia
             bail!("unknown cluster `{c}`");
         }
     }
-    let (output, _) = render::pipeline::run(&repo, &RenderOptions::default());
+    let (output, _) = crate::routing::render(&repo, &RenderOptions::default());
     if output.has_errors() {
         return Ok(Err(output.diagnostics));
     }

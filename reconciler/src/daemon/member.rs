@@ -243,6 +243,7 @@ impl Actor {
             } else {
                 self.schedule_retry()
             };
+            let first: Vec<ObjectFailure> = failures.iter().take(20).cloned().collect();
             self.shared.cluster(&name, |s| {
                 s.state = SyncState::Failed;
                 s.last_error = Some(error.clone());
@@ -254,6 +255,7 @@ impl Actor {
                 commit: t.commit.clone(),
                 error,
                 retry_millis: retry.as_millis() as u64,
+                failures: first,
             });
         } else {
             let n_failed = failures.len();

@@ -110,6 +110,8 @@ pub enum Event {
         commit: String,
         error: String,
         retry_millis: u64,
+        /// The objects that failed (the first 20).
+        failures: Vec<ObjectFailure>,
     },
     /// Someone else changed fields flotilla manages (`fields`, now held by `by`), or deleted the object.
     Drift {
@@ -240,7 +242,13 @@ fn log(e: &Event) {
             commit,
             error,
             retry_millis,
-        } => tracing::warn!(cluster = %cluster, commit = %commit, retry_millis, "sync failed: {error}"),
+            failures,
+        } => {
+            tracing::warn!(cluster = %cluster, commit = %commit, retry_millis, "sync failed: {error}");
+            for f in failures {
+                tracing::warn!(cluster = %cluster, object = %f.object, "failed: {}", f.message);
+            }
+        }
         Event::Drift {
             cluster,
             object,
@@ -455,6 +463,7 @@ impl Daemon {
                             commit: commit.to_string(),
                             error,
                             retry_millis: 0,
+                            failures: Vec::new(),
                         });
                         continue;
                     }

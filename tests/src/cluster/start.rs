@@ -22,7 +22,7 @@ const TEMP_PREFIX: &str = "flotilla-clusters-";
 fn cluster_names(options: &Options) -> Result<Vec<String>> {
     if options.clusters > 200 {
         bail!(
-            "at most 200 clusters (10.96.i.0/24 service ranges), not {}",
+            "at most 200 clusters (a /20 service range each, from 10.96.0.0), not {}",
             options.clusters
         );
     }
@@ -236,7 +236,7 @@ impl Member {
     }
 
     fn service_cidr(&self) -> String {
-        format!("10.96.{}.0/24", self.index)
+        format!("10.{}.{}.0/20", 96 + self.index / 16, (self.index % 16) * 16)
     }
 
     /// Starts (or restarts, on a new port) this member's kube-apiserver.
