@@ -220,6 +220,7 @@ fn main() -> ExitCode {
                     clusters,
                     applyset,
                     request_timeout: None,
+                    progress: format == Format::Text,
                 },
             },
             format,

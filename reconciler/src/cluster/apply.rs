@@ -22,6 +22,7 @@ use super::applyset::{self, group_kind, split_list, LABEL_PART_OF};
 use super::changeset::{Action, ChangeSet};
 use super::Member;
 use futures::stream::{self, StreamExt};
+use indicatif::ProgressBar;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::discovery::{ApiCapabilities, Scope};
@@ -514,15 +515,21 @@ pub(crate) async fn reapply(
 
 /// Applies `desired` (in apply order) to one member cluster.
 pub async fn apply_cluster(member: &Member, desired: &[Desired], opts: &ApplyOptions) -> ChangeSet {
-    apply_cluster_observed(member, desired, opts).await.0
+    apply_cluster_observed(member, desired, opts, &ProgressBar::hidden())
+        .await
+        .0
 }
 
 /// [`apply_cluster`], also returning per desired object (same index) what the cluster answered.
+/// `progress` counts applied objects (a hidden bar when nobody watches).
 pub async fn apply_cluster_observed(
     member: &Member,
     desired: &[Desired],
     opts: &ApplyOptions,
+    progress: &ProgressBar,
 ) -> (ChangeSet, Vec<Option<Observed>>) {
+    progress.set_length(desired.len() as u64);
+    progress.set_message("reading the ApplySet");
     let mut observed: Vec<Option<Observed>> = vec![None; desired.len()];
     let mut cs = ChangeSet::new(&member.name);
     let client = &member.client;
@@ -606,6 +613,7 @@ pub async fn apply_cluster_observed(
     }
 
     // Execute: CRDs and Namespaces, then the rest.
+    progress.set_message("applying");
     let unreachable = AtomicBool::new(false);
     let mut results: Vec<Option<Applied>> = vec![None; desired.len()];
     for phase in [true, false] {
@@ -631,7 +639,11 @@ pub async fn apply_cluster_observed(
             .map(|(i, t)| {
                 let (d, k, cur) = (&desired[i], &keys[i], members.get(&keys[i]));
                 let id = id.as_str();
-                async move { (i, apply_one(client, id, t, d, k, cur, opts.dry_run, unreachable).await) }
+                async move {
+                    let r = apply_one(client, id, t, d, k, cur, opts.dry_run, unreachable).await;
+                    progress.inc(1);
+                    (i, r)
+                }
             })
             .buffer_unordered(opts.concurrency.max(1))
             .collect()
@@ -674,6 +686,7 @@ pub async fn apply_cluster_observed(
     }
 
     // Prune in reverse apply order, then record the new set in the parent.
+    progress.set_message("pruning");
     if opts.prune {
         let mut order: Vec<&Key> = to_prune.clone();
         order.sort_by_key(|k| std::cmp::Reverse((render::pipeline::apply_rank(&k.0, &k.1), (*k).clone())));

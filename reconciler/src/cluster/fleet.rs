@@ -1,9 +1,10 @@
 //! Applying a whole commit to the fleet: refuse a commit with errors, then every cluster concurrently.
 
-use super::apply::{apply_cluster, ApplyOptions, Desired};
+use super::apply::{apply_cluster_observed, ApplyOptions, Desired};
 use super::changeset::ChangeSet;
 use super::{client_with_timeout, Member, REQUEST_TIMEOUT};
 use anyhow::{bail, Result};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use kube::config::Kubeconfig;
 use render::{Diagnostic, RenderOptions, Snapshot};
 use serde_json::Value;
@@ -21,6 +22,8 @@ pub struct FleetArgs {
     pub applyset: Option<String>,
     /// How long a request may wait for an answer (default [`REQUEST_TIMEOUT`]).
     pub request_timeout: Option<std::time::Duration>,
+    /// Show a progress bar per cluster on stderr (only drawn when stderr is a terminal).
+    pub progress: bool,
 }
 
 /// The outcome of one apply of one commit.
@@ -126,7 +129,8 @@ pub async fn apply_fleet(snapshot: &Snapshot, kubeconfig: &Kubeconfig, args: &Fl
         opts.applyset = a.clone();
     }
     let opts = &opts;
-    let jobs = plan.clusters.iter().map(|c| async move {
+    let bars = progress_bars(args.progress, &plan.clusters);
+    let jobs = plan.clusters.iter().zip(&bars).map(|(c, bar)| async move {
         match client_with_timeout(kubeconfig, &c.context, args.request_timeout.unwrap_or(REQUEST_TIMEOUT)).await {
             Ok(client) => {
                 let member = Member {
@@ -134,9 +138,12 @@ pub async fn apply_fleet(snapshot: &Snapshot, kubeconfig: &Kubeconfig, args: &Fl
                     context: c.context.clone(),
                     client,
                 };
-                apply_cluster(&member, &c.desired, opts).await
+                let cs = apply_observed(&member, &c.desired, opts, bar).await;
+                bar.finish_with_message(if cs.error.is_some() { "failed" } else { "done" });
+                cs
             }
             Err(e) => {
+                bar.abandon_with_message("unreachable");
                 let mut cs = ChangeSet::new(&c.name);
                 cs.error = Some(format!("{e:#}"));
                 cs
@@ -148,4 +155,31 @@ pub async fn apply_fleet(snapshot: &Snapshot, kubeconfig: &Kubeconfig, args: &Fl
         sets,
         diagnostics: plan.diagnostics,
     })
+}
+
+async fn apply_observed(member: &Member, desired: &[Desired], opts: &ApplyOptions, bar: &ProgressBar) -> ChangeSet {
+    apply_cluster_observed(member, desired, opts, bar).await.0
+}
+
+/// One bar per cluster, drawn on stderr only when asked and stderr is a terminal (quiet in pipes and CI).
+fn progress_bars(show: bool, clusters: &[PlannedCluster]) -> Vec<ProgressBar> {
+    let draw = show && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let multi = MultiProgress::with_draw_target(if draw {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    });
+    let width = clusters.iter().map(|c| c.name.len()).max().unwrap_or(0);
+    let style = ProgressStyle::with_template(&format!("{{prefix:>{width}}} [{{bar:30}}] {{pos}}/{{len}} {{msg}}"))
+        .map(|s| s.progress_chars("=> "))
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    clusters
+        .iter()
+        .map(|c| {
+            let bar = multi.add(ProgressBar::new(c.desired.len() as u64));
+            bar.set_style(style.clone());
+            bar.set_prefix(c.name.clone());
+            bar
+        })
+        .collect()
 }

@@ -217,7 +217,8 @@ impl Actor {
         let name = self.name().to_string();
         self.shared.cluster(&name, |s| s.state = SyncState::Syncing);
         self.id = applyset::applyset_id(&t.apply.applyset);
-        let (cs, observed) = apply_cluster_observed(&self.member, &t.desired, &t.apply).await;
+        let (cs, observed) =
+            apply_cluster_observed(&self.member, &t.desired, &t.apply, &indicatif::ProgressBar::hidden()).await;
         self.index = t.desired.iter().enumerate().map(|(i, d)| (key_of(&d.obj), i)).collect();
         self.tracked = observed
             .into_iter()
