@@ -602,3 +602,114 @@ async fn a_failed_prune_keeps_its_kind_in_the_parent_so_a_later_apply_prunes_it(
         "ConfigMap"
     );
 }
+
+/// An admission rejection (a ValidatingAdmissionPolicy on one cluster, the in-process equivalent of a
+/// validating webhook) fails that object on that cluster alone, with the policy's message; the other
+/// objects and clusters proceed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admission_rejection_is_reported_per_object_and_the_rest_proceeds() {
+    use k8s_openapi::api::admissionregistration::v1::{ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding};
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::api::{DeleteParams, PostParams};
+    let Some(h) = harness() else { return };
+    let ns = unique_name("admission");
+    for i in 0..3 {
+        let doc: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": ns}})).unwrap();
+        Api::<Namespace>::all(h.client(i).unwrap())
+            .create(&PostParams::default(), &doc)
+            .await
+            .unwrap();
+    }
+    let name = unique_name("no-forbidden-configmaps");
+    let c2 = h.client(1).unwrap();
+    let policy: ValidatingAdmissionPolicy = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {"resourceRules": [{
+                "apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"], "resources": ["configmaps"]
+            }]},
+            "validations": [{
+                "expression": "!object.metadata.name.startsWith('forbidden-')",
+                "message": "forbidden-* ConfigMaps are not allowed here"
+            }]
+        }
+    }))
+    .unwrap();
+    let binding: ValidatingAdmissionPolicyBinding = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name},
+        "spec": {
+            "policyName": name,
+            "validationActions": ["Deny"],
+            "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}}
+        }
+    }))
+    .unwrap();
+    let policies: Api<ValidatingAdmissionPolicy> = Api::all(c2.clone());
+    let bindings: Api<ValidatingAdmissionPolicyBinding> = Api::all(c2.clone());
+    policies.create(&PostParams::default(), &policy).await.unwrap();
+    bindings.create(&PostParams::default(), &binding).await.unwrap();
+    // The policy takes effect once the API server has loaded it: probe with dry-run creates.
+    let probe: ConfigMap =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "forbidden-probe"}})).unwrap();
+    let dry = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let cms: Api<ConfigMap> = Api::namespaced(c2.clone(), &ns);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while cms.create(&dry, &probe).await.is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the admission policy never took effect"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+
+    let args = FleetArgs {
+        applyset: Some(unique_name("admission")),
+        ..FleetArgs::default()
+    };
+    let snap = snapshot(&[
+        ("pp.yaml", policy_yaml(&ns)),
+        ("ok.yaml", configmap(&ns, "allowed-1", "one")),
+        ("bad.yaml", configmap(&ns, "forbidden-1", "one")),
+    ]);
+    let sets = apply(h, &snap, &args).await;
+    for c in ["cluster-1", "cluster-3"] {
+        assert_eq!(
+            action(&sets, c, &format!("ConfigMap {ns}/allowed-1")),
+            Some(Action::Created)
+        );
+        assert_eq!(
+            action(&sets, c, &format!("ConfigMap {ns}/forbidden-1")),
+            Some(Action::Created)
+        );
+    }
+    let c2set = sets.iter().find(|s| s.cluster == "cluster-2").unwrap();
+    assert_eq!(
+        action(&sets, "cluster-2", &format!("ConfigMap {ns}/allowed-1")),
+        Some(Action::Created)
+    );
+    let bad = c2set
+        .entries
+        .iter()
+        .find(|e| e.object == format!("ConfigMap {ns}/forbidden-1"))
+        .unwrap();
+    assert_eq!(bad.action, Action::Failed);
+    let msg = bad.message.clone().unwrap_or_default();
+    assert!(msg.contains("forbidden-* ConfigMaps are not allowed here"), "{msg}");
+    assert!(
+        c2set.error.as_deref().unwrap_or("").contains("1 objects failed"),
+        "{c2set:#?}"
+    );
+    assert!(cm(h, 1, &ns, "forbidden-1").await.is_none());
+    assert!(cm(h, 1, &ns, "allowed-1").await.is_some());
+
+    bindings.delete(&name, &DeleteParams::default()).await.unwrap();
+    policies.delete(&name, &DeleteParams::default()).await.unwrap();
+}
+
+fn policy_yaml(ns: &str) -> String {
+    policy(ns, &["cluster-1", "cluster-2", "cluster-3"], "Abort")
+}

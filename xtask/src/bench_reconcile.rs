@@ -246,22 +246,38 @@ async fn wait_synced(clients: &[kube::Client], commit: &str, daemon: &mut Daemon
 /// ConfigMap values as the benchmark's own watch sees them: (name, value of `k`, when seen).
 type Seen = tokio::sync::mpsc::UnboundedReceiver<(String, String, Instant)>;
 
-fn watch_configmaps(api: Api<ConfigMap>) -> Seen {
+/// Starts a watch of the ConfigMaps of `api` and returns once its initial list is done (so no edit made
+/// afterwards can be missed).
+async fn watch_configmaps(api: Api<ConfigMap>) -> Result<Seen> {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         let stream = watcher::watcher(api, watcher::Config::default());
         futures::pin_mut!(stream);
+        let mut ready = Some(ready_tx);
         while let Some(ev) = stream.next().await {
-            if let Ok(watcher::Event::Apply(cm)) = ev {
-                let name = cm.metadata.name.clone().unwrap_or_default();
-                let value = cm.data.and_then(|d| d.get("k").cloned()).unwrap_or_default();
-                if tx.send((name, value, Instant::now())).is_err() {
-                    break;
+            match ev {
+                Ok(watcher::Event::Apply(cm) | watcher::Event::InitApply(cm)) => {
+                    let name = cm.metadata.name.clone().unwrap_or_default();
+                    let value = cm.data.and_then(|d| d.get("k").cloned()).unwrap_or_default();
+                    if tx.send((name, value, Instant::now())).is_err() {
+                        break;
+                    }
                 }
+                Ok(watcher::Event::InitDone) => {
+                    if let Some(r) = ready.take() {
+                        let _ = r.send(());
+                    }
+                }
+                _ => {}
             }
         }
     });
-    rx
+    tokio::time::timeout(Duration::from_secs(60), ready_rx)
+        .await
+        .map_err(|_| anyhow!("the benchmark's watch did not list within 60 s"))?
+        .map_err(|_| anyhow!("the benchmark's watch ended"))?;
+    Ok(rx)
 }
 
 fn edit() -> PatchParams {
@@ -393,7 +409,7 @@ pub fn drift(opts: &DriftOptions) -> Result<()> {
         .await?;
         let ns = namespace(0);
         let api: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-        let mut seen = watch_configmaps(api.clone());
+        let mut seen = watch_configmaps(api.clone()).await?;
         // ConfigMaps of the first namespace whose value is not bumped by generations.
         let names: Vec<String> = (0..opts.objects.min(OBJECTS_PER_NAMESPACE))
             .filter(|i| i % 20 <= 11 && !i.is_multiple_of(10))
@@ -494,7 +510,7 @@ pub fn memory(opts: &MemoryOptions) -> Result<()> {
             .collect();
         for client in &clients {
             let api: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-            let mut seen = watch_configmaps(api.clone());
+            let mut seen = watch_configmaps(api.clone()).await?;
             burst(&api, &mut seen, &targets, "v0", "memdrift").await?;
         }
         println!(
