@@ -309,6 +309,9 @@ pub(crate) fn with_member_label(obj: &Value, id: &str) -> Value {
 }
 
 /// Current members: key -> resourceVersion, listed per group-kind by the `part-of` label.
+/// Members listed per request.
+const LIST_PAGE: u32 = 500;
+
 pub(crate) async fn list_members(
     resolver: &mut Resolver,
     group_kinds: &BTreeSet<Gvk>,
@@ -328,19 +331,29 @@ pub(crate) async fn list_members(
             Err(e) if e.not_served => continue,
             Err(e) => return Err(format!("listing {kind} members: {}", e.message)),
         };
+        // Metadata only, in pages: a cluster with tens of thousands of members is listed without ever
+        // holding their bodies.
         let api: Api<DynamicObject> = Api::all_with(resolver.client.clone(), &ar);
-        let list = api
-            .list(&ListParams::default().labels(&selector))
-            .await
-            .map_err(|e| format!("listing {kind} members: {}", describe(&e)))?;
-        for o in list.items {
-            let k = (
-                group.clone(),
-                kind.clone(),
-                o.metadata.namespace.clone().unwrap_or_default(),
-                o.metadata.name.clone().unwrap_or_default(),
-            );
-            out.insert(k, o.metadata.resource_version.clone().unwrap_or_default());
+        let mut params = ListParams::default().labels(&selector).limit(LIST_PAGE);
+        loop {
+            let page = api
+                .list_metadata(&params)
+                .await
+                .map_err(|e| format!("listing {kind} members: {}", describe(&e)))?;
+            for o in page.items {
+                let meta = o.metadata;
+                let k = (
+                    group.clone(),
+                    kind.clone(),
+                    meta.namespace.unwrap_or_default(),
+                    meta.name.unwrap_or_default(),
+                );
+                out.insert(k, meta.resource_version.unwrap_or_default());
+            }
+            match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                Some(token) => params = params.continue_token(&token),
+                None => break,
+            }
         }
     }
     Ok(out)
@@ -364,6 +377,15 @@ pub(crate) async fn preferred_version(
         .find(|(ar, _)| ar.kind == kind)
         .map(|(ar, _)| ar.version);
     Ok(version)
+}
+
+/// Whether a CRD of the set defines `k`'s kind.
+fn defined_here(desired: &[Desired], k: &Key) -> bool {
+    desired.iter().any(|d| {
+        d.obj["kind"] == "CustomResourceDefinition"
+            && d.obj.pointer("/spec/group").and_then(Value::as_str) == Some(k.0.as_str())
+            && d.obj.pointer("/spec/names/kind").and_then(Value::as_str) == Some(k.1.as_str())
+    })
 }
 
 fn is_crd(k: &Key) -> bool {
@@ -624,7 +646,17 @@ pub async fn apply_cluster_observed(
                 break; // the rest: not attempted
             }
             let api = desired[i].obj["apiVersion"].as_str().unwrap_or("");
-            match resolver.resolve(api, &keys[i].1).await {
+            let mut resolved = resolver.resolve(api, &keys[i].1).await;
+            if matches!(&resolved, Err(e) if e.not_served) && defined_here(desired, &keys[i]) {
+                // Its CRD was just established; discovery can lag behind that for a moment.
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+                while matches!(&resolved, Err(e) if e.not_served) && tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    resolver.forget();
+                    resolved = resolver.resolve(api, &keys[i].1).await;
+                }
+            }
+            match resolved {
                 Ok(t) => targets.push((i, t)),
                 Err(e) => {
                     if e.unreachable {
