@@ -193,3 +193,105 @@ async fn shutdown_signal() {
     }
     tracing::info!("shutting down");
 }
+
+/// `flotilla status --server URL`: the daemon's `/status`, as a table or as its JSON.
+pub fn status(server: &str, format: Format) -> Result<ExitCode> {
+    let body = http_get(server, "/status")?;
+    let status: crate::daemon::Status =
+        serde_json::from_str(&body).with_context(|| format!("{server}/status did not return a daemon status"))?;
+    match format {
+        Format::Json => println!("{body}"),
+        Format::Text => print!("{}", status_table(&status)),
+    }
+    let healthy = status.refused.is_none()
+        && status
+            .clusters
+            .values()
+            .all(|c| c.state == crate::daemon::SyncState::Synced && c.commit == status.desired);
+    Ok(exit(!healthy))
+}
+
+fn short(commit: Option<&str>) -> String {
+    commit.map_or_else(|| "-".to_string(), |c| c.chars().take(12).collect())
+}
+
+/// The status as text: the commits, then one row per cluster.
+pub fn status_table(s: &crate::daemon::Status) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "branch head {}   desired {}",
+        short(s.head.as_deref()),
+        short(s.desired.as_deref())
+    );
+    if let Some(r) = &s.refused {
+        let _ = writeln!(
+            out,
+            "refused {}: {} error(s), the last good commit stays applied",
+            short(Some(&r.commit)),
+            r.diagnostics.len()
+        );
+        for d in r.diagnostics.iter().take(10) {
+            let _ = writeln!(out, "  {d}");
+        }
+    }
+    if let Some(e) = &s.source_error {
+        let _ = writeln!(out, "source error: {e}");
+    }
+    let width = s.clusters.keys().map(String::len).max().unwrap_or(7).max(7);
+    let _ = writeln!(
+        out,
+        "{:<width$}  {:<9}  {:<12}  {:>7}  {:>11}  LAST ERROR",
+        "CLUSTER", "STATE", "COMMIT", "DRIFTED", "CORRECTIONS"
+    );
+    for (name, c) in &s.clusters {
+        let state = serde_json::to_value(c.state)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{name:<width$}  {state:<9}  {:<12}  {:>7}  {:>11}  {}",
+            short(c.commit.as_deref()),
+            c.drifted.len(),
+            c.drift_corrections,
+            c.last_error.as_deref().unwrap_or("-")
+        );
+        for f in c.failures.iter().take(10) {
+            let _ = writeln!(out, "{:width$}    failed {}: {}", "", f.object, f.message);
+        }
+        for (object, fields) in &c.drifted {
+            let _ = writeln!(out, "{:width$}    drifted {object}: {}", "", fields.join(", "));
+        }
+    }
+    out
+}
+
+/// A plain HTTP/1.1 GET (the daemon serves plain HTTP on a local or cluster-internal address).
+fn http_get(server: &str, path: &str) -> Result<String> {
+    use std::io::Read as _;
+    let rest = server
+        .strip_prefix("http://")
+        .with_context(|| format!("--server {server}: give http://HOST:PORT"))?;
+    let authority = rest.trim_end_matches('/');
+    let mut stream = std::net::TcpStream::connect(authority).with_context(|| format!("connecting to {server}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nAccept: application/json\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    stream
+        .read_to_end(&mut raw)
+        .with_context(|| format!("reading the answer of {server}"))?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .with_context(|| format!("{server} did not answer HTTP"))?;
+    let code = head.split_whitespace().nth(1).unwrap_or("");
+    if code != "200" {
+        bail!("{server}{path} answered {}", head.lines().next().unwrap_or(""));
+    }
+    Ok(body.to_string())
+}

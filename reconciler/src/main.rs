@@ -118,6 +118,20 @@ enum Command {
         /// Allow a prune the prune guard would refuse.
         #[arg(long)]
         allow_mass_prune: bool,
+        /// Serve POST /hooks/git, GET /status, /metrics, /healthz, /readyz on this address (e.g. 127.0.0.1:8080).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// The shared secret of webhooks (GitHub/Gitea HMAC, GitLab token); without it webhooks get 401.
+        #[arg(long, requires = "listen")]
+        webhook_secret_file: Option<PathBuf>,
+    },
+    /// Print a running daemon's status (GET /status) as a table.
+    Status {
+        /// The daemon's --listen address, as http://HOST:PORT.
+        #[arg(long)]
+        server: String,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
     /// Show what would change per cluster between two revisions (default: HEAD against the working tree).
     Diff {
@@ -234,6 +248,8 @@ fn main() -> ExitCode {
             applyset,
             prune,
             allow_mass_prune,
+            listen,
+            webhook_secret_file,
         } => {
             let path = source.strip_prefix("file://").unwrap_or(&source);
             let mut opts = reconciler::daemon::Options::new(PathBuf::from(path));
@@ -246,6 +262,8 @@ fn main() -> ExitCode {
             }
             opts.prune = prune;
             opts.allow_mass_prune = allow_mass_prune;
+            opts.listen = listen;
+            opts.webhook_secret = webhook_secret_file;
             if source.contains("://") && !source.starts_with("file://") {
                 Err(anyhow::anyhow!(
                     "--source {source}: remote Git URLs are not supported yet; give a local path or file:// URL"
@@ -254,6 +272,7 @@ fn main() -> ExitCode {
                 commands::reconcile(opts)
             }
         }
+        Command::Status { server, format } => commands::status(&server, format),
         Command::Diff {
             repo,
             from,

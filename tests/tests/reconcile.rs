@@ -144,6 +144,10 @@ impl Running {
 }
 
 fn start(h: &cluster::Harness, repo: &Path, drift: DriftMode) -> Running {
+    start_with(h, repo, drift, |_| {})
+}
+
+fn start_with(h: &cluster::Harness, repo: &Path, drift: DriftMode, tune: impl FnOnce(&mut Options)) -> Running {
     let daemon = Arc::new(Daemon::new());
     let events = daemon.subscribe();
     let mut opts = Options::new(repo.to_path_buf());
@@ -152,6 +156,7 @@ fn start(h: &cluster::Harness, repo: &Path, drift: DriftMode) -> Running {
     opts.kubeconfig = Some(h.kubeconfig().to_path_buf());
     opts.drift = drift;
     opts.applyset = unique_name("reconcile");
+    tune(&mut opts);
     let (stop, stopped) = oneshot::channel::<()>();
     let d = Arc::clone(&daemon);
     let task = tokio::spawn(async move {
@@ -387,5 +392,136 @@ async fn the_daemon_follows_the_branch_and_refuses_a_broken_commit() {
         assert_eq!(setting(h, i, &ns).await.as_deref(), Some("three"));
     }
     assert_eq!(d.daemon.status().refused, None);
+    d.stop().await;
+}
+
+/// One HTTP/1.1 request to the daemon; returns (status code, body).
+fn request(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    // A refused oversized body may be answered before it is all sent.
+    let _ = s.write_all(body);
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_status_and_metrics_over_http() {
+    use reconciler::daemon::webhook::github_signature;
+    let Some(h) = cluster::shared(3).unwrap() else { return };
+    let ns = unique_name("http");
+    let repo = new_repo();
+    let secret_dir = tempfile::tempdir().unwrap();
+    let secret_file = secret_dir.path().join("webhook-secret");
+    std::fs::write(&secret_file, "s3cret\n").unwrap();
+    let first = commit_repo(repo.path(), &ns, "one", "nginx:1.27");
+    // Polling once an hour: only a webhook can make the daemon look again.
+    let secret_path = secret_file.clone();
+    let mut d = start_with(h, repo.path(), DriftMode::Heal, move |o| {
+        o.interval = Duration::from_secs(3600);
+        o.listen = Some("127.0.0.1:0".parse().unwrap());
+        o.webhook_secret = Some(secret_path);
+    });
+    d.synced(&first).await;
+    let addr = d.daemon.http_addr().expect("the daemon listens");
+
+    let get = |path: &'static str| tokio::task::spawn_blocking(move || request(addr, "GET", path, &[], b""));
+    assert_eq!(get("/healthz").await.unwrap().0, 200);
+    assert_eq!(get("/readyz").await.unwrap().0, 200);
+    let (code, body) = get("/status").await.unwrap();
+    assert_eq!(code, 200);
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    for c in ["cluster-1", "cluster-2", "cluster-3"] {
+        assert_eq!(status["clusters"][c]["commit"], first.as_str(), "{body}");
+        assert_eq!(status["clusters"][c]["state"], "synced", "{body}");
+    }
+    let (code, metrics) = get("/metrics").await.unwrap();
+    assert_eq!(code, 200);
+    for line in [
+        "flotilla_cluster_synced{cluster=\"cluster-2\"} 1",
+        "flotilla_objects_total{cluster=\"cluster-1\",action=\"created\"} 3",
+        "flotilla_sync_duration_seconds_count{cluster=\"cluster-3\"} 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "missing `{line}`:\n{metrics}");
+    }
+
+    // A new commit; forged, unsigned and oversized webhooks are refused and change nothing.
+    let second = commit_repo(repo.path(), &ns, "two", "nginx:1.27");
+    let payload = br#"{"ref":"refs/heads/main"}"#.to_vec();
+    let forged = github_signature(b"guess", &payload);
+    let post = |headers: Vec<(&'static str, String)>, body: Vec<u8>| {
+        tokio::task::spawn_blocking(move || {
+            let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            request(addr, "POST", "/hooks/git", &h, &body)
+        })
+    };
+    assert_eq!(
+        post(vec![("X-Hub-Signature-256", forged)], payload.clone())
+            .await
+            .unwrap()
+            .0,
+        401
+    );
+    assert_eq!(post(vec![], payload.clone()).await.unwrap().0, 401);
+    assert_eq!(
+        post(vec![("X-Gitlab-Token", "nope".into())], payload.clone())
+            .await
+            .unwrap()
+            .0,
+        401
+    );
+    let big = vec![b'x'; 2 * 1024 * 1024];
+    let sig = github_signature(b"s3cret", &big);
+    assert_eq!(post(vec![("X-Hub-Signature-256", sig)], big).await.unwrap().0, 413);
+    let status = d.daemon.status();
+    assert_eq!(
+        status.head.as_deref(),
+        Some(first.as_str()),
+        "a refused webhook made the daemon fetch"
+    );
+    for i in 0..3 {
+        assert_eq!(setting(h, i, &ns).await.as_deref(), Some("one"));
+    }
+    assert!(d
+        .daemon
+        .metrics()
+        .lines()
+        .any(|l| l == "flotilla_webhook_requests_total{result=\"rejected\"} 3"));
+
+    // A correctly signed webhook makes it fetch at once: the new commit lands everywhere.
+    let good = github_signature(b"s3cret", &payload);
+    assert_eq!(
+        post(vec![("X-Hub-Signature-256", good)], payload.clone())
+            .await
+            .unwrap()
+            .0,
+        202
+    );
+    d.synced(&second).await;
+    for i in 0..3 {
+        assert_eq!(setting(h, i, &ns).await.as_deref(), Some("two"));
+    }
     d.stop().await;
 }

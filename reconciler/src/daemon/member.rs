@@ -217,6 +217,7 @@ impl Actor {
         let name = self.name().to_string();
         self.shared.cluster(&name, |s| s.state = SyncState::Syncing);
         self.id = applyset::applyset_id(&t.apply.applyset);
+        let started = Instant::now();
         let (cs, observed) =
             apply_cluster_observed(&self.member, &t.desired, &t.apply, &indicatif::ProgressBar::hidden()).await;
         self.index = t.desired.iter().enumerate().map(|(i, d)| (key_of(&d.obj), i)).collect();
@@ -225,6 +226,21 @@ impl Actor {
             .enumerate()
             .filter_map(|(i, o)| Some((key_of(&t.desired[i].obj), o?)))
             .collect();
+        let counts: Vec<(&'static str, usize)> = [
+            Action::Created,
+            Action::Configured,
+            Action::Unchanged,
+            Action::Pruned,
+            Action::Conflict,
+            Action::Failed,
+        ]
+        .into_iter()
+        .map(|a| (a.as_str(), cs.count(a)))
+        .collect();
+        let seconds = started.elapsed().as_secs_f64();
+        let ok = cs.error.is_none();
+        self.shared
+            .metric(|m| m.synced(&self.member.name, seconds, &counts, ok));
         self.drifted.clear();
         self.pending.clear(); // the apply just wrote every field again
         self.target = Some(Arc::clone(&t));
@@ -451,6 +467,7 @@ impl Actor {
                     return; // already reported
                 }
                 self.drifted.insert(key, fields.clone());
+                self.shared.metric(|m| m.drift(&cluster, false));
                 self.shared.cluster(&cluster, |s| {
                     s.drifted.insert(object.clone(), fields.clone());
                 });
@@ -503,11 +520,13 @@ impl Actor {
             Ok(o) => {
                 self.tracked.insert(p.key.clone(), o);
                 self.shared.cluster(cluster, |s| s.drift_corrections += 1);
+                self.shared.metric(|m| m.drift(cluster, true));
                 DriftAction::Healed {
                     millis: p.at.elapsed().as_secs_f64() * 1000.0,
                 }
             }
             Err(error) => {
+                self.shared.metric(|m| m.drift(cluster, false));
                 // Retried with the whole set (e.g. its namespace is being deleted).
                 if self.retry_at.is_none() {
                     self.schedule_retry();

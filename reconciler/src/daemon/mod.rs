@@ -14,15 +14,18 @@
 //! first thing a (re)started daemon does is apply the branch head, which is a no-op where it already
 //! landed and records what drift detection compares against. No local state.
 
+mod http;
 pub mod member;
+pub mod metrics;
 pub mod source;
+pub mod webhook;
 
 use crate::cluster::apply::ApplyOptions;
 use crate::cluster::applyset;
 use crate::cluster::fleet;
 use crate::cluster::{client_for, read_kubeconfig, Member};
-use anyhow::Result;
-use serde::Serialize;
+use anyhow::{Context as _, Result};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
@@ -56,6 +59,10 @@ pub struct Options {
     /// Prune members that left the desired set (default on for the daemon).
     pub prune: bool,
     pub allow_mass_prune: bool,
+    /// Serve `/hooks/git`, `/status`, `/metrics`, `/healthz`, `/readyz` here.
+    pub listen: Option<std::net::SocketAddr>,
+    /// The webhook secret (file content, trimmed); without it every webhook is refused.
+    pub webhook_secret: Option<PathBuf>,
 }
 
 impl Options {
@@ -69,6 +76,8 @@ impl Options {
             applyset: applyset::PARENT_NAME.to_string(),
             prune: true,
             allow_mass_prune: false,
+            listen: None,
+            webhook_secret: None,
         }
     }
 }
@@ -127,7 +136,7 @@ pub enum Event {
 }
 
 /// A cluster's sync state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum SyncState {
     #[default]
@@ -142,14 +151,14 @@ pub enum SyncState {
 }
 
 /// One object that failed on a cluster.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ObjectFailure {
     pub object: String,
     pub message: String,
 }
 
 /// One cluster as the daemon sees it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterStatus {
     /// The last commit applied to it.
@@ -166,14 +175,14 @@ pub struct ClusterStatus {
 }
 
 /// A refused commit.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Refusal {
     pub commit: String,
     pub diagnostics: Vec<String>,
 }
 
 /// The daemon's state.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Status {
     /// The branch head last read.
@@ -190,6 +199,7 @@ pub struct Status {
 #[derive(Clone)]
 pub struct Shared {
     status: Arc<Mutex<Status>>,
+    metrics: Arc<Mutex<metrics::Metrics>>,
     events: broadcast::Sender<Event>,
 }
 
@@ -197,8 +207,29 @@ impl Shared {
     fn new() -> Shared {
         Shared {
             status: Arc::new(Mutex::new(Status::default())),
+            metrics: Arc::new(Mutex::new(metrics::Metrics::default())),
             events: broadcast::channel(4096).0,
         }
+    }
+
+    pub(crate) fn snapshot(&self) -> Status {
+        self.status
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    pub(crate) fn metric(&self, f: impl FnOnce(&mut metrics::Metrics)) {
+        let mut m = self.metrics.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut m);
+    }
+
+    pub(crate) fn metrics_text(&self) -> String {
+        let status = self.snapshot();
+        self.metrics
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .render(&status)
     }
 
     /// Logs the event and hands it to every subscriber.
@@ -293,6 +324,8 @@ fn jitter(d: Duration) -> Duration {
 /// The daemon. Cheap to clone handles onto its status and events.
 pub struct Daemon {
     shared: Shared,
+    /// The address the HTTP server listens on, once it does.
+    bound: Mutex<Option<std::net::SocketAddr>>,
 }
 
 impl Default for Daemon {
@@ -303,7 +336,10 @@ impl Default for Daemon {
 
 impl Daemon {
     pub fn new() -> Daemon {
-        Daemon { shared: Shared::new() }
+        Daemon {
+            shared: Shared::new(),
+            bound: Mutex::new(None),
+        }
     }
 
     /// Events from now on.
@@ -313,16 +349,48 @@ impl Daemon {
 
     /// A snapshot of the status.
     pub fn status(&self) -> Status {
-        self.shared
-            .status
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        self.shared.snapshot()
+    }
+
+    /// The metrics in Prometheus text format.
+    pub fn metrics(&self) -> String {
+        self.shared.metrics_text()
+    }
+
+    /// Where the HTTP server listens (with `--listen ...:0`, the port the system chose).
+    pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
+        *self.bound.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Runs until `shutdown` completes. Errors only for what no retry can fix (an unreadable kubeconfig).
     pub async fn run(&self, opts: Options, shutdown: impl Future<Output = ()>) -> Result<()> {
         let kubeconfig = read_kubeconfig(opts.kubeconfig.as_deref())?;
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let server = match opts.listen {
+            Some(addr) => {
+                let secret = match &opts.webhook_secret {
+                    Some(p) => webhook::read_secret(p)?,
+                    None => Vec::new(),
+                };
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("listening on {addr}"))?;
+                let local = listener.local_addr().context("the listening address")?;
+                *self.bound.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(local);
+                tracing::info!(%local, "serving /hooks/git, /status, /metrics, /healthz, /readyz");
+                let app = http::router(http::Http {
+                    shared: self.shared.clone(),
+                    secret: Arc::new(secret),
+                    wake: Arc::clone(&wake),
+                });
+                Some(tokio::spawn(async move {
+                    if let Err(e) = axum::serve(listener, app).await {
+                        tracing::error!("HTTP server: {e}");
+                    }
+                }))
+            }
+            None => None,
+        };
         let src = source::Local::new(opts.source.clone(), opts.branch.clone());
         let mut members: BTreeMap<String, member::Handle> = BTreeMap::new();
         let mut last: Option<String> = None;
@@ -352,11 +420,15 @@ impl Daemon {
             }
             tokio::select! {
                 () = tokio::time::sleep(jitter(opts.interval)) => {}
+                () = wake.notified() => {}
                 () = &mut shutdown => break,
             }
         }
         for (_, m) in std::mem::take(&mut members) {
             m.stop().await;
+        }
+        if let Some(server) = server {
+            server.abort();
         }
         Ok(())
     }
@@ -386,6 +458,7 @@ impl Daemon {
                     .filter(|d| d.is_error())
                     .map(ToString::to_string)
                     .collect();
+                self.shared.metric(metrics::Metrics::refused);
                 self.shared.update(|s| {
                     s.refused = Some(Refusal {
                         commit: commit.to_string(),
