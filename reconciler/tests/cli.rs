@@ -500,10 +500,14 @@ fn reconcile_reports_unreachable_clusters_and_stops_on_sigterm() {
         format!("apiVersion: v1\nkind: Config\nclusters:\n{clusters}contexts:\n{contexts}users:\n- name: u\n  user: {{token: t}}\ncurrent-context: member1\n"),
     )
     .unwrap();
+    let listen = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_flotilla"))
         .args(["--log-format", "json", "reconcile", "--source"])
         .arg(r.path())
-        .args(["--interval", "100ms", "--kubeconfig"])
+        .args(["--interval", "100ms", "--listen", &listen.to_string(), "--kubeconfig"])
         .arg(&kubeconfig)
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -533,6 +537,22 @@ fn reconcile_reports_unreachable_clusters_and_stops_on_sigterm() {
         assert!(seen.len() < 200, "no retries seen:\n{}", seen.join("\n"));
     }
     assert_eq!(failed.into_iter().collect::<Vec<_>>(), ["member1", "member2"]);
+    // `flotilla status` shows both clusters failed, with the reason; exit 1 (not in sync).
+    let server = format!("http://{listen}");
+    let out = flotilla(&["status", "--server", &server]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(code(&out), 1, "{text}");
+    for c in ["member1", "member2"] {
+        let row = text
+            .lines()
+            .find(|l| l.starts_with(c))
+            .unwrap_or_else(|| panic!("no row for {c}:\n{text}"));
+        assert!(row.contains("failed") && row.contains("unreachable"), "{row}");
+    }
+    let json = flotilla(&["status", "--server", &server, "--format", "json"]);
+    let v: Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["clusters"]["member1"]["state"], "failed");
+    assert_eq!(code(&flotilla(&["status", "--server", "http://127.0.0.1:1"])), 2);
     // Keep draining the log (a closed pipe is not what is being tested).
     let rest = std::thread::spawn(move || stderr_rest(lines));
     let status = Command::new("kill")
