@@ -93,13 +93,17 @@ enum Command {
     /// Follow a Git branch: apply each new commit to every cluster, watch every managed object, correct
     /// (or report) drift. Runs until SIGINT/SIGTERM.
     Reconcile {
-        /// A local Git repository, `file://` URL, or a directory inside a repository (that subtree is the
-        /// flotilla repository). Commits are read from the object database, never checked out.
+        /// A local Git repository or a directory inside one (that subtree is the flotilla repository), or
+        /// a file:// or git:// URL (fetched into --cache-dir). Commits are read from the object database,
+        /// never checked out.
         #[arg(long)]
         source: String,
-        /// The branch to follow (default: the branch HEAD points at).
+        /// The branch to follow (default: the branch HEAD points at; `main` for a URL).
         #[arg(long)]
         branch: Option<String>,
+        /// Where a URL is fetched to (default ~/.cache/flotilla/sources/<hash of the URL>).
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
         /// How often to look for a new commit (jittered by ±10%): 60s, 500ms, 2m.
         #[arg(long, default_value = "60s", value_parser = reconciler::daemon::parse_duration)]
         interval: std::time::Duration,
@@ -250,10 +254,11 @@ fn main() -> ExitCode {
             allow_mass_prune,
             listen,
             webhook_secret_file,
+            cache_dir,
         } => {
-            let path = source.strip_prefix("file://").unwrap_or(&source);
-            let mut opts = reconciler::daemon::Options::new(PathBuf::from(path));
+            let mut opts = reconciler::daemon::Options::new(source);
             opts.branch = branch;
+            opts.cache_dir = cache_dir;
             opts.interval = interval;
             opts.kubeconfig = kubeconfig;
             opts.drift = drift;
@@ -264,13 +269,7 @@ fn main() -> ExitCode {
             opts.allow_mass_prune = allow_mass_prune;
             opts.listen = listen;
             opts.webhook_secret = webhook_secret_file;
-            if source.contains("://") && !source.starts_with("file://") {
-                Err(anyhow::anyhow!(
-                    "--source {source}: remote Git URLs are not supported yet; give a local path or file:// URL"
-                ))
-            } else {
-                commands::reconcile(opts)
-            }
+            commands::reconcile(opts)
         }
         Command::Status { server, format } => commands::status(&server, format),
         Command::Diff {

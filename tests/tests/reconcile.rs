@@ -150,7 +150,7 @@ fn start(h: &cluster::Harness, repo: &Path, drift: DriftMode) -> Running {
 fn start_with(h: &cluster::Harness, repo: &Path, drift: DriftMode, tune: impl FnOnce(&mut Options)) -> Running {
     let daemon = Arc::new(Daemon::new());
     let events = daemon.subscribe();
-    let mut opts = Options::new(repo.to_path_buf());
+    let mut opts = Options::new(repo.to_string_lossy());
     opts.branch = Some("main".into());
     opts.interval = Duration::from_millis(200);
     opts.kubeconfig = Some(h.kubeconfig().to_path_buf());
@@ -523,5 +523,66 @@ async fn webhooks_status_and_metrics_over_http() {
     for i in 0..3 {
         assert_eq!(setting(h, i, &ns).await.as_deref(), Some("two"));
     }
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_branch_is_followed_through_force_pushes_and_deletion() {
+    let Some(h) = cluster::shared(3).unwrap() else { return };
+    let ns = unique_name("remote");
+    let work = new_repo();
+    let remote = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    git(remote.path(), &["init", "-q", "--bare", "-b", "main"]);
+    git(remote.path(), &["config", "receive.denyDeleteCurrent", "ignore"]);
+    let url = format!("file://{}", remote.path().display());
+    git(work.path(), &["remote", "add", "origin", &url]);
+    let first = commit_repo(work.path(), &ns, "one", "nginx:1.27");
+    git(work.path(), &["push", "-q", "origin", "main"]);
+    let cache_dir = cache.path().join("source");
+    let source = url.clone();
+    let mut d = start_with(h, Path::new(&url), DriftMode::Heal, move |o| {
+        o.source = source;
+        o.cache_dir = Some(cache_dir);
+    });
+    d.synced(&first).await;
+
+    let second = commit_repo(work.path(), &ns, "two", "nginx:1.27");
+    git(work.path(), &["push", "-q", "origin", "main"]);
+    d.synced(&second).await;
+    assert_eq!(setting(h, 0, &ns).await.as_deref(), Some("two"));
+
+    // A force-push to an older commit rolls the fleet back.
+    git(
+        work.path(),
+        &["push", "-q", "-f", "origin", &format!("{first}:refs/heads/main")],
+    );
+    d.synced(&first).await;
+    for i in 0..3 {
+        assert_eq!(setting(h, i, &ns).await.as_deref(), Some("one"));
+    }
+
+    // The branch deleted on the remote: an error, and the last good commit stays.
+    git(work.path(), &["push", "-q", "origin", ":main"]);
+    let e = d
+        .wait(
+            "source error",
+            |e| matches!(e, Event::SourceError { error } if error.contains("does not exist")),
+        )
+        .await;
+    assert!(matches!(e, Event::SourceError { .. }));
+    let status = d.daemon.status();
+    assert!(status.source_error.is_some());
+    for (name, c) in &status.clusters {
+        assert_eq!(c.commit.as_deref(), Some(first.as_str()), "{name}");
+    }
+
+    // Pushed again: followed again.
+    git(work.path(), &["reset", "-q", "--hard", &second]);
+    let third = commit_repo(work.path(), &ns, "three", "nginx:1.27");
+    git(work.path(), &["push", "-q", "origin", "main"]);
+    d.synced(&third).await;
+    assert_eq!(setting(h, 2, &ns).await.as_deref(), Some("three"));
+    assert_eq!(d.daemon.status().source_error, None);
     d.stop().await;
 }

@@ -46,10 +46,13 @@ pub enum DriftMode {
 /// The daemon's configuration.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// A local Git repository (or a directory inside one: that subtree is the flotilla repository).
-    pub source: PathBuf,
-    /// The branch to follow (default: whatever HEAD points at).
+    /// A local Git repository (or a directory inside one: that subtree is the flotilla repository), or a
+    /// `file://` / `git://` URL.
+    pub source: String,
+    /// The branch to follow (default: whatever HEAD points at; `main` for a URL).
     pub branch: Option<String>,
+    /// Where a URL is fetched to (default `~/.cache/flotilla/sources/<hash of the URL>`).
+    pub cache_dir: Option<PathBuf>,
     /// Polling interval (each wait is jittered by up to ±10%).
     pub interval: Duration,
     pub kubeconfig: Option<PathBuf>,
@@ -66,10 +69,11 @@ pub struct Options {
 }
 
 impl Options {
-    pub fn new(source: PathBuf) -> Options {
+    pub fn new(source: impl Into<String>) -> Options {
         Options {
-            source,
+            source: source.into(),
             branch: None,
+            cache_dir: None,
             interval: Duration::from_secs(60),
             kubeconfig: None,
             drift: DriftMode::Heal,
@@ -391,7 +395,8 @@ impl Daemon {
             }
             None => None,
         };
-        let src = source::Local::new(opts.source.clone(), opts.branch.clone());
+        let src = source::Source::parse(&opts.source, opts.branch.clone(), opts.cache_dir.clone())?;
+        let mut backoff = Duration::ZERO;
         let mut members: BTreeMap<String, member::Handle> = BTreeMap::new();
         let mut last: Option<String> = None;
         tokio::pin!(shutdown);
@@ -400,6 +405,7 @@ impl Daemon {
                 let src = src.clone();
                 tokio::task::spawn_blocking(move || src.head()).await
             };
+            let failed = !matches!(head, Ok(Ok(_)));
             match head {
                 Ok(Ok(commit)) => {
                     self.shared.update(|s| {
@@ -418,8 +424,16 @@ impl Daemon {
                 }
                 Err(e) => self.shared.emit(Event::SourceError { error: e.to_string() }),
             }
+            // A source that fails is retried sooner, with backoff (1 s doubling, at most the interval).
+            let wait = if failed {
+                backoff = (backoff * 2).max(Duration::from_secs(1)).min(opts.interval);
+                backoff
+            } else {
+                backoff = Duration::ZERO;
+                jitter(opts.interval)
+            };
             tokio::select! {
-                () = tokio::time::sleep(jitter(opts.interval)) => {}
+                () = tokio::time::sleep(wait) => {}
                 () = wake.notified() => {}
                 () = &mut shutdown => break,
             }
@@ -438,7 +452,7 @@ impl Daemon {
         &self,
         opts: &Options,
         kubeconfig: &kube::config::Kubeconfig,
-        src: &source::Local,
+        src: &source::Source,
         commit: &str,
         members: &mut BTreeMap<String, member::Handle>,
     ) {
