@@ -28,7 +28,7 @@ const NS_PREFIX: &str = "bench";
 const OBJECTS_PER_NAMESPACE: usize = 500;
 
 /// The daemon as a child process; killed when dropped.
-struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
     log: PathBuf,
 }
@@ -42,11 +42,35 @@ impl Drop for Daemon {
 
 impl Daemon {
     fn start(flotilla: &Path, repo: &Path, kubeconfig: &Path, log: &Path) -> Result<Daemon> {
+        Daemon::start_with(
+            flotilla,
+            &repo.to_string_lossy(),
+            kubeconfig,
+            log,
+            &["--interval", "500ms"],
+        )
+    }
+
+    pub(crate) fn start_with(
+        flotilla: &Path,
+        source: &str,
+        kubeconfig: &Path,
+        log: &Path,
+        extra: &[&str],
+    ) -> Result<Daemon> {
         let file = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
         let child = Command::new(flotilla)
-            .args(["--log-format", "json", "reconcile", "--source"])
-            .arg(repo)
-            .args(["--branch", "main", "--interval", "500ms", "--kubeconfig"])
+            .args([
+                "--log-format",
+                "json",
+                "reconcile",
+                "--source",
+                source,
+                "--branch",
+                "main",
+            ])
+            .args(extra)
+            .arg("--kubeconfig")
             .arg(kubeconfig)
             .stdout(Stdio::null())
             .stderr(file)
@@ -62,7 +86,7 @@ impl Daemon {
         self.child.id()
     }
 
-    fn check_running(&mut self) -> Result<()> {
+    pub(crate) fn check_running(&mut self) -> Result<()> {
         if let Some(status) = self.child.try_wait()? {
             bail!("the daemon exited ({status}); its log: {}", self.log.display());
         }
@@ -129,7 +153,7 @@ fn mib(kib: u64) -> String {
     format!("{:.0} MiB", kib as f64 / 1024.0)
 }
 
-fn namespace(i: usize) -> String {
+pub(crate) fn namespace(i: usize) -> String {
     format!("{NS_PREFIX}-{:02}", i / OBJECTS_PER_NAMESPACE)
 }
 
@@ -170,7 +194,7 @@ fn object(i: usize, generation: u32) -> String {
 
 /// Writes the repository (inventory `clusters`, `objects` templates placed on every cluster) and
 /// commits it; returns the commit.
-fn write_repo(dir: &Path, clusters: &[String], objects: usize, generation: u32) -> Result<String> {
+pub(crate) fn write_repo(dir: &Path, clusters: &[String], objects: usize, generation: u32) -> Result<String> {
     let mut inventory = String::new();
     for c in clusters {
         let _ = write!(
@@ -215,7 +239,12 @@ fn write_repo(dir: &Path, clusters: &[String], objects: usize, generation: u32) 
 }
 
 /// Waits until every cluster's ApplySet parent records `commit`.
-async fn wait_synced(clients: &[kube::Client], commit: &str, daemon: &mut Daemon, limit: Duration) -> Result<()> {
+pub(crate) async fn wait_synced(
+    clients: &[kube::Client],
+    commit: &str,
+    daemon: &mut Daemon,
+    limit: Duration,
+) -> Result<()> {
     let deadline = Instant::now() + limit;
     for client in clients {
         let parents: Api<ConfigMap> = Api::namespaced(client.clone(), "flotilla-system");
@@ -352,7 +381,7 @@ fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
-fn summary(label: &str, mut v: Vec<Duration>) -> String {
+pub(crate) fn summary(label: &str, mut v: Vec<Duration>) -> String {
     v.sort();
     format!(
         "{label:<34} n={:<4} p50 {:>9}  p99 {:>9}  max {:>9}",
@@ -363,7 +392,7 @@ fn summary(label: &str, mut v: Vec<Duration>) -> String {
     )
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -371,7 +400,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-fn check_binary(flotilla: &Path) -> Result<()> {
+pub(crate) fn check_binary(flotilla: &Path) -> Result<()> {
     if !flotilla.is_file() {
         bail!(
             "{} not found: build it with `cargo build --release -p reconciler` (or pass --flotilla PATH)",
@@ -540,7 +569,7 @@ pub fn memory(opts: &MemoryOptions) -> Result<()> {
 }
 
 /// A scratch directory under `target/` (kept: the daemon's log is there).
-fn tempfile_dir() -> Result<PathBuf> {
+pub(crate) fn tempfile_dir() -> Result<PathBuf> {
     let dir = crate::workspace_root()
         .join("target")
         .join("bench-reconcile")

@@ -5,14 +5,15 @@
 //! - `peers`: builds the peer tools used for side-by-side numbers (kustomize) into the cache;
 //! - `bench-render`: times `flotilla render`/`validate` against `kustomize build` on the same input and
 //!   checks that both produce the same objects;
-//! - `bench-drift`, `bench-reconcile`: the reconcile daemon on local kube-apiservers: drift heal
-//!   latency, and memory while holding many objects on several clusters;
+//! - `bench-drift`, `bench-reconcile`, `bench-push`: the reconcile daemon on local kube-apiservers: drift
+//!   heal latency, memory while holding many objects on several clusters, `git push` to applied;
 //! - `testbins`: builds kube-apiserver and etcd for the cluster tests (once per machine);
 //! - `clusters up|down`: local clusters of the test harness (`flotilla-tests`), left running.
 //!
 //! This is a tool, not a library: errors are `anyhow` with context, and output goes to stdout.
 
 mod bench;
+mod bench_push;
 mod bench_reconcile;
 mod clusters;
 mod compare;
@@ -125,6 +126,16 @@ enum Cmd {
         #[arg(long)]
         flotilla: Option<PathBuf>,
     },
+    /// Time from `git push` to applied on three local clusters, with a signed webhook and with polling.
+    BenchPush {
+        #[arg(long, default_value_t = 50)]
+        pushes: usize,
+        /// The polling interval of the polling-only run.
+        #[arg(long, default_value = "2s")]
+        poll_interval: String,
+        #[arg(long)]
+        flotilla: Option<PathBuf>,
+    },
     /// Memory of `flotilla reconcile` holding `--objects` objects on each of `--clusters` local clusters.
     BenchReconcile {
         #[arg(long, default_value_t = 10_000)]
@@ -201,6 +212,15 @@ fn main() -> Result<()> {
             flotilla: flotilla.unwrap_or_else(default_flotilla),
             edits,
             objects,
+        })?,
+        Cmd::BenchPush {
+            pushes,
+            poll_interval,
+            flotilla,
+        } => bench_push::push(&bench_push::PushOptions {
+            flotilla: flotilla.unwrap_or_else(default_flotilla),
+            pushes,
+            poll_interval,
         })?,
         Cmd::BenchReconcile {
             objects,
