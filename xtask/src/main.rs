@@ -5,7 +5,8 @@
 //! - `peers`: builds the peer tools used for side-by-side numbers (kustomize) into the cache;
 //! - `bench-render`: times `flotilla render`/`validate` against `kustomize build` on the same input and
 //!   checks that both produce the same objects;
-//! - `testbins`: builds kube-apiserver and etcd for the cluster tests (once per machine);
+//! - `testbins`: builds kube-apiserver and etcd for the cluster tests, and kubectl for `bench-apply`
+//!   (once per machine);
 //! - `clusters up|down`: local clusters of the test harness (`flotilla-tests`), left running.
 //!
 //! This is a tool, not a library: errors are `anyhow` with context, and output goes to stdout.
@@ -98,8 +99,8 @@ enum Cmd {
         #[arg(long)]
         kustomize_version: Option<String>,
     },
-    /// Build kube-apiserver and etcd for the cluster tests into the cache (once per machine) and print
-    /// the directory.
+    /// Build kube-apiserver and etcd for the cluster tests, and kubectl for bench-apply, into the cache
+    /// (once per machine) and print the directory.
     Testbins {
         /// also build kube-controller-manager
         #[arg(long)]
