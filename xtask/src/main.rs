@@ -5,6 +5,8 @@
 //! - `peers`: builds the peer tools used for side-by-side numbers (kustomize) into the cache;
 //! - `bench-render`: times `flotilla render`/`validate` against `kustomize build` on the same input and
 //!   checks that both produce the same objects;
+//! - `bench-apply`: times `flotilla apply` against `kubectl apply --server-side` on a real local
+//!   kube-apiserver (same objects, fresh namespaces, cold and no-op);
 //! - `testbins`: builds kube-apiserver and etcd for the cluster tests, and kubectl for `bench-apply`
 //!   (once per machine);
 //! - `clusters up|down`: local clusters of the test harness (`flotilla-tests`), left running.
@@ -12,6 +14,7 @@
 //! This is a tool, not a library: errors are `anyhow` with context, and output goes to stdout.
 
 mod bench;
+mod bench_apply;
 mod clusters;
 mod compare;
 mod gen;
@@ -131,12 +134,42 @@ enum Cmd {
         #[arg(long)]
         skip_kustomize: bool,
     },
+    /// Benchmark `flotilla apply` against `kubectl apply --server-side` on a local kube-apiserver.
+    BenchApply {
+        /// namespaced objects per apply (a fixed mix of kinds; the Namespaces come on top)
+        #[arg(long, default_value_t = 2000)]
+        objects: usize,
+        /// namespaces the objects are spread over
+        #[arg(long, default_value_t = 10)]
+        namespaces: usize,
+        /// timed runs of each tool (min and median are reported)
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// PRNG seed of the object contents
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// the flotilla binary (default: target/release/flotilla of the workspace)
+        #[arg(long)]
+        flotilla: Option<PathBuf>,
+        /// where repositories, kubectl's input and outputs go (default: target/bench-apply; replaced)
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
+    },
 }
 
 /// The workspace root (this crate's parent directory).
 fn workspace_root() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+/// `target/release/flotilla` of the workspace, or of `$CARGO_TARGET_DIR` when that holds one.
+fn default_flotilla(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .filter(|d| d.join("release/flotilla").is_file())
+        .unwrap_or_else(|| root.join("target"))
+        .join("release/flotilla")
 }
 
 fn main() -> Result<()> {
@@ -166,6 +199,24 @@ fn main() -> Result<()> {
             } => clusters::up(count, names, kubeconfig)?,
             ClustersCmd::Down => clusters::down()?,
         },
+        Cmd::BenchApply {
+            objects,
+            namespaces,
+            runs,
+            seed,
+            flotilla,
+            work_dir,
+        } => {
+            let root = workspace_root();
+            bench_apply::run(&bench_apply::Options {
+                objects,
+                namespaces: namespaces.max(1),
+                runs: runs.max(1),
+                seed,
+                flotilla: flotilla.unwrap_or_else(|| default_flotilla(&root)),
+                work_dir: work_dir.unwrap_or_else(|| root.join("target/bench-apply")),
+            })?;
+        }
         Cmd::BenchRender {
             size,
             runs,
@@ -179,14 +230,7 @@ fn main() -> Result<()> {
                 params: size.params(),
                 runs: runs.max(1),
                 kustomize_runs,
-                flotilla: flotilla.unwrap_or_else(|| {
-                    // a CARGO_TARGET_DIR elsewhere still counts
-                    std::env::var_os("CARGO_TARGET_DIR")
-                        .map(PathBuf::from)
-                        .filter(|d| d.join("release/flotilla").is_file())
-                        .unwrap_or_else(|| root.join("target"))
-                        .join("release/flotilla")
-                }),
+                flotilla: flotilla.unwrap_or_else(|| default_flotilla(&root)),
                 work_dir: work_dir.unwrap_or_else(|| root.join("target/bench")),
                 skip_kustomize,
             })?;
