@@ -1,12 +1,13 @@
 #!/bin/sh
-# Builds the binaries of flotilla's real-cluster harness (kube-apiserver and etcd, optionally
-# kube-controller-manager) from the Go module proxy into a per-machine cache, once:
+# Builds the binaries of flotilla's real-cluster harness (kube-apiserver and etcd; on request
+# kube-controller-manager, and kubectl for the apply benchmark) from the Go module proxy into a
+# per-machine cache, once:
 #
 #   ~/.cache/flotilla/testbin/<first 16 hex digits of sha256(go.sum)>/{kube-apiserver,etcd}
 #
 # Usage: build.sh [--print-dir] [EXTRA_BINARY...]
 #   --print-dir       print the cache directory and exit (no Go needed, nothing built)
-#   EXTRA_BINARY      also build ./cmd/EXTRA_BINARY (e.g. kube-controller-manager)
+#   EXTRA_BINARY      also build ./cmd/EXTRA_BINARY (kube-controller-manager, kubectl)
 #
 # Progress goes to stderr; the last line on stdout is the directory holding the binaries. Used by
 # `cargo xtask testbins` and by the Rust harness (tests/src/cluster/bins.rs), so both agree on the
@@ -74,9 +75,14 @@ major=$(echo "$version" | cut -d. -f1 | tr -d v)
 scratch=$(mktemp -d "$cache_root/.build-XXXXXX")
 trap 'rm -rf "$scratch"' EXIT
 
+# Only what is missing: asking for kubectl once kube-apiserver and etcd are cached builds kubectl alone.
+missing=""
 pkgs=""
 for b in $wanted; do
-	pkgs="$pkgs ./cmd/$b"
+	if [ ! -x "$dir/$b" ]; then
+		missing="$missing $b"
+		pkgs="$pkgs ./cmd/$b"
+	fi
 done
 start=$(date +%s)
 echo "build.sh: building$pkgs (kubernetes $version) into $dir" >&2
@@ -88,8 +94,8 @@ go build -trimpath -v -o "$scratch/" \
 	$pkgs >&2
 
 mkdir -p "$dir"
-for b in $wanted; do
+for b in $missing; do
 	mv -f "$scratch/$b" "$dir/$b"
 done
-echo "build.sh: built $wanted in $(($(date +%s) - start)) s" >&2
+echo "build.sh: built$missing in $(($(date +%s) - start)) s" >&2
 echo "$dir"

@@ -27,11 +27,13 @@ const TIME: &str = "/usr/bin/time";
 
 /// One measured process: wall time, and (when `/usr/bin/time` is there) peak RSS in KiB and CPU
 /// time (user + system, which other load on the machine disturbs less than wall time); exit code.
-struct Sample {
-    wall: Duration,
-    rss_kib: Option<u64>,
-    cpu: Option<Duration>,
-    code: Option<i32>,
+pub(crate) struct Sample {
+    pub(crate) wall: Duration,
+    pub(crate) rss_kib: Option<u64>,
+    pub(crate) cpu: Option<Duration>,
+    pub(crate) code: Option<i32>,
+    /// What the program wrote to stderr.
+    pub(crate) stderr: String,
 }
 
 /// Parses the last line of `/usr/bin/time -f "%M %U %S"`: (peak RSS in KiB, user + system).
@@ -49,7 +51,18 @@ fn parse_time(text: &str) -> (Option<u64>, Option<Duration>) {
 
 /// Runs `program args` with stdout to `stdout` (a file) or /dev/null, measuring it; `scratch` names
 /// the file `/usr/bin/time` reports into.
-fn measure(program: &Path, args: &[&str], stdout: Option<&Path>, scratch: &Path) -> Result<Sample> {
+pub(crate) fn measure(program: &Path, args: &[&str], stdout: Option<&Path>, scratch: &Path) -> Result<Sample> {
+    measure_env(program, args, &[], stdout, scratch)
+}
+
+/// [`measure`] with extra environment variables for the measured program.
+pub(crate) fn measure_env(
+    program: &Path,
+    args: &[&str],
+    envs: &[(&str, &str)],
+    stdout: Option<&Path>,
+    scratch: &Path,
+) -> Result<Sample> {
     let use_time = Path::new(TIME).is_file();
     let report = scratch.with_extension(format!("time{}", std::process::id()));
     let mut cmd = if use_time {
@@ -59,7 +72,10 @@ fn measure(program: &Path, args: &[&str], stdout: Option<&Path>, scratch: &Path)
     } else {
         Command::new(program)
     };
-    cmd.args(args).stdin(Stdio::null()).stderr(Stdio::piped());
+    cmd.args(args)
+        .envs(envs.iter().copied())
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped());
     match stdout {
         Some(path) => cmd.stdout(File::create(path).with_context(|| format!("creating {}", path.display()))?),
         None => cmd.stdout(Stdio::null()),
@@ -91,10 +107,11 @@ fn measure(program: &Path, args: &[&str], stdout: Option<&Path>, scratch: &Path)
         rss_kib,
         cpu,
         code,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     })
 }
 
-fn min_median(samples: &[Duration]) -> (Duration, Duration) {
+pub(crate) fn min_median(samples: &[Duration]) -> (Duration, Duration) {
     let mut s = samples.to_vec();
     s.sort_unstable();
     let min = s.first().copied().unwrap_or_default();
@@ -102,11 +119,11 @@ fn min_median(samples: &[Duration]) -> (Duration, Duration) {
     (min, median)
 }
 
-fn secs(d: Duration) -> String {
+pub(crate) fn secs(d: Duration) -> String {
     format!("{:.3} s", d.as_secs_f64())
 }
 
-fn mib(kib: Option<u64>) -> String {
+pub(crate) fn mib(kib: Option<u64>) -> String {
     kib.map_or("n/a".into(), |k| format!("{:.0} MiB", k as f64 / 1024.0))
 }
 
@@ -237,7 +254,7 @@ pub(crate) fn machine() -> String {
 }
 
 /// `/proc/loadavg`'s 1/5/15-minute averages: other work on the machine skews every number.
-fn load() -> String {
+pub(crate) fn load() -> String {
     let avg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let three: Vec<&str> = avg.split_whitespace().take(3).collect();
     format!("load average {}", three.join(" "))

@@ -46,12 +46,13 @@ fn state_path() -> Result<PathBuf> {
     Ok(home()?.join("state.json"))
 }
 
-/// Builds (once) and prints the directory of kube-apiserver and etcd.
+/// Builds (once) and prints the directory of kube-apiserver, etcd and kubectl (the apply
+/// benchmark's peer), and kube-controller-manager when asked.
 pub fn testbins(controller_manager: bool) -> Result<()> {
     let extra: &[&str] = if controller_manager {
-        &["kube-controller-manager"]
+        &["kubectl", "kube-controller-manager"]
     } else {
-        &[]
+        &["kubectl"]
     };
     let bins = bins::ensure(extra)?;
     println!("{}", bins.dir.display());

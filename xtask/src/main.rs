@@ -7,12 +7,16 @@
 //!   checks that both produce the same objects;
 //! - `bench-drift`, `bench-reconcile`, `bench-push`: the reconcile daemon on local kube-apiservers: drift
 //!   heal latency, memory while holding many objects on several clusters, `git push` to applied;
-//! - `testbins`: builds kube-apiserver and etcd for the cluster tests (once per machine);
+//! - `bench-apply`: times `flotilla apply` against `kubectl apply --server-side` on a real local
+//!   kube-apiserver (same objects, fresh namespaces, cold and no-op);
+//! - `testbins`: builds kube-apiserver and etcd for the cluster tests, and kubectl for `bench-apply`
+//!   (once per machine);
 //! - `clusters up|down`: local clusters of the test harness (`flotilla-tests`), left running.
 //!
 //! This is a tool, not a library: errors are `anyhow` with context, and output goes to stdout.
 
 mod bench;
+mod bench_apply;
 mod bench_push;
 mod bench_reconcile;
 mod clusters;
@@ -102,8 +106,8 @@ enum Cmd {
         #[arg(long)]
         kustomize_version: Option<String>,
     },
-    /// Build kube-apiserver and etcd for the cluster tests into the cache (once per machine) and print
-    /// the directory.
+    /// Build kube-apiserver and etcd for the cluster tests, and kubectl for bench-apply, into the cache
+    /// (once per machine) and print the directory.
     Testbins {
         /// also build kube-controller-manager
         #[arg(long)]
@@ -165,6 +169,27 @@ enum Cmd {
         #[arg(long)]
         skip_kustomize: bool,
     },
+    /// Benchmark `flotilla apply` against `kubectl apply --server-side` on a local kube-apiserver.
+    BenchApply {
+        /// namespaced objects per apply (a fixed mix of kinds; the Namespaces come on top)
+        #[arg(long, default_value_t = 2000)]
+        objects: usize,
+        /// namespaces the objects are spread over
+        #[arg(long, default_value_t = 10)]
+        namespaces: usize,
+        /// timed runs of each tool (min and median are reported)
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// PRNG seed of the object contents
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// the flotilla binary (default: target/release/flotilla of the workspace)
+        #[arg(long)]
+        flotilla: Option<PathBuf>,
+        /// where repositories, kubectl's input and outputs go (default: target/bench-apply; replaced)
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
+    },
 }
 
 /// The workspace root (this crate's parent directory).
@@ -173,8 +198,17 @@ fn workspace_root() -> PathBuf {
     manifest.parent().unwrap_or(manifest).to_path_buf()
 }
 
+/// `target/release/flotilla` of the workspace, or of `$CARGO_TARGET_DIR` when that holds one.
+fn default_flotilla_in(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .filter(|d| d.join("release/flotilla").is_file())
+        .unwrap_or_else(|| root.join("target"))
+        .join("release/flotilla")
+}
+
 fn default_flotilla() -> PathBuf {
-    workspace_root().join("target/release/flotilla")
+    default_flotilla_in(&workspace_root())
 }
 
 fn main() -> Result<()> {
@@ -231,6 +265,24 @@ fn main() -> Result<()> {
             objects,
             clusters,
         })?,
+        Cmd::BenchApply {
+            objects,
+            namespaces,
+            runs,
+            seed,
+            flotilla,
+            work_dir,
+        } => {
+            let root = workspace_root();
+            bench_apply::run(&bench_apply::Options {
+                objects,
+                namespaces: namespaces.max(1),
+                runs: runs.max(1),
+                seed,
+                flotilla: flotilla.unwrap_or_else(|| default_flotilla_in(&root)),
+                work_dir: work_dir.unwrap_or_else(|| root.join("target/bench-apply")),
+            })?;
+        }
         Cmd::BenchRender {
             size,
             runs,
@@ -244,14 +296,7 @@ fn main() -> Result<()> {
                 params: size.params(),
                 runs: runs.max(1),
                 kustomize_runs,
-                flotilla: flotilla.unwrap_or_else(|| {
-                    // a CARGO_TARGET_DIR elsewhere still counts
-                    std::env::var_os("CARGO_TARGET_DIR")
-                        .map(PathBuf::from)
-                        .filter(|d| d.join("release/flotilla").is_file())
-                        .unwrap_or_else(|| root.join("target"))
-                        .join("release/flotilla")
-                }),
+                flotilla: flotilla.unwrap_or_else(|| default_flotilla_in(&root)),
                 work_dir: work_dir.unwrap_or_else(|| root.join("target/bench")),
                 skip_kustomize,
             })?;

@@ -1,4 +1,5 @@
-//! Locating, and once per machine building, the harness's kube-apiserver and etcd.
+//! Locating, and once per machine building, the harness's kube-apiserver and etcd (and, on request,
+//! kube-controller-manager and the benchmarks' kubectl, see [`kubectl`]).
 //!
 //! The binaries are built by `tests/testbins/build.sh` from the Go module `tests/testbins/` into
 //! `~/.cache/flotilla/testbin/<key>/`, where `<key>` is the first 16 hex digits of the SHA-256 of
@@ -10,8 +11,8 @@ use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// Environment variable naming a directory with prebuilt `kube-apiserver` and `etcd`; when set, the
-/// cache and the Go build are bypassed.
+/// Environment variable naming a directory with prebuilt `kube-apiserver` and `etcd` (and `kubectl`
+/// for [`kubectl`]); when set, the cache and the Go build are bypassed.
 pub const BIN_DIR_ENV: &str = "FLOTILLA_TESTBIN_DIR";
 
 /// Environment variable moving the cache root (default `~/.cache/flotilla/testbin`); the build
@@ -27,6 +28,9 @@ pub struct Binaries {
     pub kube_apiserver: PathBuf,
     /// `etcd`.
     pub etcd: PathBuf,
+    /// `kubectl` of the same kubernetes module; built only on request ([`kubectl`], `ensure(&["kubectl"])`),
+    /// so the file may be missing.
+    pub kubectl: PathBuf,
 }
 
 impl Binaries {
@@ -35,6 +39,7 @@ impl Binaries {
             dir: dir.to_path_buf(),
             kube_apiserver: dir.join("kube-apiserver"),
             etcd: dir.join("etcd"),
+            kubectl: dir.join("kubectl"),
         }
     }
 
@@ -86,10 +91,17 @@ pub fn locate() -> Result<Option<Binaries>> {
 
 /// The binaries, built first if the cache lacks them (about 5 minutes once per machine; Go's progress
 /// goes to this process's stderr). `extra` names further commands of the module to build, such as
-/// `kube-controller-manager`. Fails with the script's explanation if Go is missing.
+/// `kube-controller-manager` or `kubectl`. Fails with the script's explanation if Go is missing.
 pub fn ensure(extra: &[&str]) -> Result<Binaries> {
-    if extra.is_empty() {
-        if let Some(bins) = locate()? {
+    // Already there (extras included): no shell, no Go. A broken FLOTILLA_TESTBIN_DIR is an error
+    // for the harness's own binaries; extras are then built into the cache as before.
+    let found = match locate() {
+        Ok(found) => found,
+        Err(e) if extra.is_empty() => return Err(e),
+        Err(_) => None,
+    };
+    if let Some(bins) = found {
+        if extra.iter().all(|b| bins.dir.join(b).is_file()) {
             return Ok(bins);
         }
     }
@@ -128,14 +140,35 @@ pub fn ensure(extra: &[&str]) -> Result<Binaries> {
         );
     }
     let bins = Binaries::in_dir(&expected);
-    if !bins.all_present() {
+    let missing: Vec<&str> = extra.iter().copied().filter(|b| !bins.dir.join(b).is_file()).collect();
+    if !bins.all_present() || !missing.is_empty() {
         bail!(
-            "{} succeeded but {} lacks the binaries",
+            "{} succeeded but {} lacks the binaries{}",
             script.display(),
-            expected.display()
+            expected.display(),
+            if missing.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", missing.join(", "))
+            }
         );
     }
     Ok(bins)
+}
+
+/// `kubectl` built from the same `k8s.io/kubernetes` module as the harness's kube-apiserver
+/// (`tests/testbins/cmd/kubectl`), for side-by-side benchmarks (`cargo xtask bench-apply`); the
+/// cluster tests never run it. Taken from `FLOTILLA_TESTBIN_DIR` when that holds one, else from
+/// the cache, built first if missing (a few minutes once per machine; less when kube-apiserver was
+/// built before, since most packages are shared).
+pub fn kubectl() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os(BIN_DIR_ENV) {
+        let path = Path::new(&dir).join("kubectl");
+        if path.is_file() {
+            return Ok(path);
+        }
+    }
+    Ok(ensure(&["kubectl"])?.kubectl)
 }
 
 #[cfg(test)]
