@@ -76,9 +76,12 @@
 
 pub mod alloc;
 pub mod config;
+pub mod datapath;
 pub mod documents;
 pub mod eastwest;
 pub mod live;
+#[cfg(feature = "bpf-object")]
+pub mod object;
 pub mod plan;
 
 pub use config::{Backend, ConfigError, EndpointMapConfig, Frontend, Mode, Protocol, Via};
