@@ -17,6 +17,7 @@
 //! the kernel runs `synchronize_rcu()`), and deletes the old generation (services first). A failed
 //! write removes what it wrote and leaves the active generation alone.
 
+use crate::batch;
 use anyhow::{anyhow, Context, Result};
 use aya::maps::{Array, ArrayOfMaps, HashMap, MapData, PerCpuArray};
 use aya::programs::links::{FdLink, PinnedLink};
@@ -198,15 +199,9 @@ impl Datapath {
 
     /// Deletes entries: services first, so no reader finds a service without its slots.
     fn delete(&mut self, keys: &GenerationKeys) {
-        for k in &keys.services {
-            let _ = self.svc.remove(k);
-        }
-        for k in &keys.slots {
-            let _ = self.slot.remove(k);
-        }
-        for k in &keys.backends {
-            let _ = self.be.remove(k);
-        }
+        batch::delete(&mut self.svc, &keys.services);
+        batch::delete(&mut self.slot, &keys.slots);
+        batch::delete(&mut self.be, &keys.backends);
     }
 
     /// Writes `tables` (built for [`Self::inactive`]) and switches to them (module docs).
@@ -245,25 +240,36 @@ impl Datapath {
     }
 
     fn write(&mut self, tables: &Tables, gen: u8, written: &mut GenerationKeys) -> Result<()> {
-        for (k, v) in &tables.backends {
-            if layout::backend_key_gen(k) != gen {
-                return Err(anyhow!("tables were built for the other generation"));
-            }
-            self.be.insert(k, v, 0).context("writing flotilla_be")?;
-            written.backends.push(*k);
+        let wrong_gen = tables.backends.iter().any(|(k, _)| layout::backend_key_gen(k) != gen)
+            || tables.slots.iter().any(|(k, _)| layout::slot_key_gen(k) != gen)
+            || tables.services.iter().any(|(k, _)| layout::service_key_gen(k) != gen);
+        if wrong_gen {
+            return Err(anyhow!("tables were built for the other generation"));
         }
-        for (k, v) in &tables.slots {
-            self.slot.insert(k, v, 0).context("writing flotilla_slot")?;
-            written.slots.push(*k);
-        }
-        for (k, v) in &tables.services {
-            if layout::service_key_gen(k) != gen {
-                return Err(anyhow!("tables were built for the other generation"));
-            }
-            self.svc.insert(k, v, 0).context("writing flotilla_svc")?;
-            written.services.push(*k);
-        }
+        // Backends, then slots, then services: a service is only reachable once all it points to is.
+        write_all(&self.be, &tables.backends, &mut written.backends).context("writing flotilla_be")?;
+        write_all(&self.slot, &tables.slots, &mut written.slots).context("writing flotilla_slot")?;
+        write_all(&self.svc, &tables.services, &mut written.services).context("writing flotilla_svc")?;
         Ok(())
+    }
+}
+
+/// Writes `entries` in batches, recording the keys written (also when it fails part way).
+fn write_all<K: aya::Pod, V: aya::Pod>(
+    map: &HashMap<MapData, K, V>,
+    entries: &[(K, V)],
+    written: &mut Vec<K>,
+) -> Result<()> {
+    let (keys, values): (Vec<K>, Vec<V>) = entries.iter().copied().unzip();
+    match batch::update(map, &keys, &values) {
+        Ok(()) => {
+            written.extend_from_slice(&keys);
+            Ok(())
+        }
+        Err((done, e)) => {
+            written.extend_from_slice(&keys[..done]);
+            Err(anyhow!("{e} (after {done} of {} entries)", keys.len()))
+        }
     }
 }
 

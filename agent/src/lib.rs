@@ -25,6 +25,7 @@
 //!   detaches nothing (`flotilla-agent detach` does, on purpose).
 
 pub mod agent;
+mod batch;
 pub mod datapath;
 pub mod status;
 pub mod system;
