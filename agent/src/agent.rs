@@ -77,7 +77,7 @@ impl Agent {
     }
 
     /// Offers the bytes of a config file. The same bytes twice in a row are not looked at again (so a
-    /// refused file is counted once, however often it is re-read).
+    /// refused file is counted once, however often it is re-read), unless writing the maps failed.
     pub fn offer(&mut self, bytes: &[u8]) -> Outcome {
         let digest: [u8; 32] = Sha256::digest(bytes).into();
         if self.last_bytes == Some(digest) {
@@ -87,6 +87,11 @@ impl Agent {
         match self.accept_and_apply(bytes) {
             Ok(outcome) => outcome,
             Err(rejection) => {
+                // A failed write may be transient (memory): the same bytes are tried again at the next
+                // wake-up. Anything else is a property of the bytes and is judged once.
+                if matches!(rejection, Rejection::Apply(_)) {
+                    self.last_bytes = None;
+                }
                 self.status.rejected += 1;
                 self.status.last_error = Some(rejection.to_string());
                 self.status.last_error_at = Some(status::now());
