@@ -209,23 +209,28 @@ impl Datapath {
         let start = Instant::now();
         let inactive = 1 - self.active()?;
         let mut written = GenerationKeys::default();
-        if let Err(e) = self.write(tables, inactive, &mut written) {
+        let flipped = self
+            .write(tables, inactive, &mut written)
+            .and_then(|()| self.gen.set(0, u32::from(inactive), 0).context("flipping flotilla_gen"));
+        if let Err(e) = flipped {
+            // Nothing reads the inactive generation: removing what was written leaves it empty again.
             self.delete(&written);
             return Err(e);
         }
-        self.gen
-            .set(0, u32::from(inactive), 0)
-            .context("flipping flotilla_gen")?;
         let write_ms = ms(start);
-        let state = layout::state_value(version, hash);
-        self.state.set(0, state, 0).context("writing flotilla_state")?;
+        // From here the document routes; what follows cannot undo that, so failures are logged.
+        let old = std::mem::replace(&mut self.active_keys, written);
+        if let Err(e) = self.state.set(0, layout::state_value(version, hash), 0) {
+            tracing::warn!(error = %e, "recording the applied version in flotilla_state failed");
+        }
         let barrier = Instant::now();
-        self.barrier
-            .set(0, &self.barrier_inner, 0)
-            .context("waiting for running programs (flotilla_barrier)")?;
+        if let Err(e) = self.barrier.set(0, &self.barrier_inner, 0) {
+            // Without the kernel's grace period, wait long enough for any program run to finish.
+            tracing::warn!(error = %e, "the RCU barrier failed; waiting 100 ms instead");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
         let barrier_ms = ms(barrier);
         let clear = Instant::now();
-        let old = std::mem::replace(&mut self.active_keys, written);
         self.delete(&old);
         Ok(ApplyTimings {
             write_ms,

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::{SocketAddr, SocketAddrV4, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -183,5 +183,4 @@ fn udp_connected(vip: SocketAddrV4, r: &mut Report) {
         Ok(_) => r.fail("empty datagram"),
         Err(e) => r.fail(format!("connected udp send/recv: {e}")),
     }
-    let _ = std::io::stdout().flush();
 }
