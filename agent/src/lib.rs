@@ -26,6 +26,7 @@
 
 pub mod agent;
 mod batch;
+pub mod configmap;
 pub mod datapath;
 pub mod status;
 pub mod system;
@@ -37,11 +38,19 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+/// Where documents come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A file (JSON), watched: `--config`.
+    File(PathBuf),
+    /// A ConfigMap key, watched through the API server: `--configmap` / `--kubeconfig`.
+    ConfigMap(configmap::ConfigMapSource),
+}
+
 /// What `flotilla-agent` is asked to do.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
-    /// The endpoint map config (JSON), watched.
-    pub config: PathBuf,
+    pub source: Source,
     /// The cgroup v2 directory to attach to; `None`: `/sys/fs/cgroup` or the cgroup v2 mount.
     pub cgroup: Option<PathBuf>,
     pub pin_dir: PathBuf,
@@ -49,7 +58,7 @@ pub struct RunOptions {
     pub cluster: Option<String>,
     pub status_file: Option<PathBuf>,
     pub listen: Option<SocketAddr>,
-    /// Re-read the config this often even without a file event.
+    /// Re-read the config file this often even without a file event (and refresh the counters).
     pub poll: Duration,
 }
 
@@ -67,7 +76,10 @@ pub fn run(opts: &RunOptions) -> Result<()> {
     let base = status::Status {
         cgroup: cgroup.display().to_string(),
         pin_dir: opts.pin_dir.display().to_string(),
-        config: opts.config.display().to_string(),
+        config: match &opts.source {
+            Source::File(path) => path.display().to_string(),
+            Source::ConfigMap(cm) => cm.describe(),
+        },
         object: datapath::object_tag(),
         ..status::Status::default()
     };
@@ -85,13 +97,13 @@ pub fn run(opts: &RunOptions) -> Result<()> {
         let bound = status::serve(addr, shared.clone())?;
         tracing::info!(address = %bound, "serving /status, /metrics and /healthz");
     }
-    let events = watch::Watch::new(&opts.config)?;
+    let mut input = match &opts.source {
+        Source::File(path) => Input::File(path.clone(), watch::Watch::new(path)?, false),
+        Source::ConfigMap(cm) => Input::ConfigMap(configmap::spawn(cm.clone())?),
+    };
     loop {
-        match std::fs::read(&opts.config) {
-            Ok(bytes) => {
-                agent.offer(&bytes);
-            }
-            Err(e) => tracing::debug!(path = %opts.config.display(), error = %e, "config not readable yet"),
+        if let Some(bytes) = input.next(opts.poll)? {
+            agent.offer(&bytes);
         }
         agent.refresh_stats();
         *shared.lock().unwrap_or_else(PoisonError::into_inner) = agent.status().clone();
@@ -100,6 +112,40 @@ pub fn run(opts: &RunOptions) -> Result<()> {
                 tracing::warn!(error = %format!("{e:#}"), "writing the status file");
             }
         }
-        events.wait(opts.poll);
+    }
+}
+
+/// The running source of documents.
+enum Input {
+    /// The file is read at once, then after every change or poll (`bool`: read once already).
+    File(PathBuf, watch::Watch, bool),
+    ConfigMap(std::sync::mpsc::Receiver<Vec<u8>>),
+}
+
+impl Input {
+    /// The next content to offer, if any, waiting at most about `poll`.
+    fn next(&mut self, poll: Duration) -> Result<Option<Vec<u8>>> {
+        match self {
+            Input::File(path, events, started) => {
+                if *started {
+                    events.wait(poll);
+                }
+                *started = true;
+                match std::fs::read(&*path) {
+                    Ok(bytes) => Ok(Some(bytes)),
+                    Err(e) => {
+                        tracing::debug!(path = %path.display(), error = %e, "config not readable yet");
+                        Ok(None)
+                    }
+                }
+            }
+            Input::ConfigMap(contents) => match contents.recv_timeout(poll) {
+                Ok(bytes) => Ok(Some(bytes)),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Ok(None),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    anyhow::bail!("the ConfigMap watch stopped")
+                }
+            },
+        }
     }
 }

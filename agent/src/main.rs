@@ -30,8 +30,22 @@ enum Command {
 #[derive(Debug, clap::Args)]
 struct RunArgs {
     /// The endpoint map config (JSON, as `flotilla endpoints --cluster NAME` prints it); watched.
-    #[arg(long, value_name = "FILE", required = false)]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["configmap", "kubeconfig"])]
     config: Option<PathBuf>,
+    /// Read the document from this ConfigMap (NAMESPACE/NAME) through the API server instead
+    /// [default with --kubeconfig: flotilla-system/endpoint-map].
+    #[arg(long, value_name = "NAMESPACE/NAME")]
+    configmap: Option<String>,
+    /// The ConfigMap key holding the document.
+    #[arg(long, value_name = "KEY", default_value = "endpoint-map.json")]
+    configmap_key: String,
+    /// Kubeconfig for the ConfigMap source [default: the in-cluster service account, else
+    /// $KUBECONFIG or ~/.kube/config].
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context [default: its current context].
+    #[arg(long, value_name = "NAME", requires = "kubeconfig")]
+    context: Option<String>,
     /// cgroup v2 directory to attach to [default: /sys/fs/cgroup, or the cgroup v2 mount when
     /// /sys/fs/cgroup is not one].
     #[arg(long, value_name = "DIR")]
@@ -92,14 +106,30 @@ fn run(cli: Cli) -> Result<()> {
         return Ok(());
     }
     let args = cli.run;
-    let Some(config) = args.config else {
-        anyhow::bail!("--config FILE is required (the ConfigMap source is not implemented yet)");
+    let source = match (args.config, args.configmap, args.kubeconfig) {
+        (Some(path), None, None) => agent::Source::File(path),
+        (None, None, None) => {
+            anyhow::bail!("say where documents come from: --config FILE, or --configmap NAMESPACE/NAME")
+        }
+        (_, configmap, kubeconfig) => {
+            let reference = configmap.unwrap_or_else(|| "flotilla-system/endpoint-map".to_string());
+            let Some((namespace, name)) = agent::configmap::ConfigMapSource::parse_ref(&reference) else {
+                anyhow::bail!("--configmap takes NAMESPACE/NAME, not `{reference}`");
+            };
+            agent::Source::ConfigMap(agent::configmap::ConfigMapSource {
+                kubeconfig,
+                context: args.context,
+                namespace,
+                name,
+                key: args.configmap_key,
+            })
+        }
     };
     if !(args.poll_interval.is_finite() && args.poll_interval > 0.0) {
         anyhow::bail!("--poll-interval must be a positive number of seconds");
     }
     agent::run(&agent::RunOptions {
-        config,
+        source,
         cgroup: args.cgroup,
         pin_dir: args.pin_dir,
         cluster: args.cluster,

@@ -30,7 +30,7 @@ fn main() -> std::process::ExitCode {
         return probe::main(&command);
     }
     let args = Arguments::from_args();
-    let tests: [(&str, TestFn); 7] = [
+    let tests: [(&str, TestFn); 8] = [
         ("weights_3_to_1_hold_over_2000_tcp_connections", weights_3_to_1),
         ("emptying_tier_0_fails_over_to_tier_1_and_back", tier_failover),
         ("getpeername_returns_the_vip", getpeername_vip),
@@ -44,6 +44,7 @@ fn main() -> std::process::ExitCode {
             "bad_documents_are_rejected_and_the_last_good_one_stays",
             rejects_bad_documents,
         ),
+        ("documents_from_a_configmap_on_a_real_apiserver", configmap_source),
     ];
     let trials = tests
         .into_iter()
@@ -332,5 +333,82 @@ fn rejects_bad_documents() -> TestResult {
     let r = node.probe(&Command::Tcp { vip: vip(7), count: 20 });
     check(r.failures == 0 && r.ids.keys().eq([14u8].iter()), || {
         format!("version 9 should route to b: {r:?}")
+    })
+}
+
+/// The ConfigMap source: documents read through a real kube-apiserver (the cluster harness of
+/// `flotilla-tests`; `FLOTILLA_SKIP_CLUSTER=1` skips this test); each update of the ConfigMap is
+/// applied, a bad one refused.
+fn configmap_source() -> TestResult {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::{Api, Patch, PatchParams};
+
+    let Some(harness) = flotilla_tests::cluster::shared(1).map_err(|e| format!("{e:#}"))? else {
+        eprintln!("documents_from_a_configmap_on_a_real_apiserver: skipped (FLOTILLA_SKIP_CLUSTER=1)");
+        return Ok(());
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (api, ns) = rt.block_on(async {
+        let client = harness.clusters()[0].client().unwrap();
+        let ns = flotilla_tests::cluster::create_namespace(&client, "agent")
+            .await
+            .unwrap();
+        (Api::<ConfigMap>::namespaced(client, &ns), ns)
+    });
+    let publish = |bytes: Vec<u8>| {
+        let cm = serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "endpoint-map"},
+            "data": {"endpoint-map.json": String::from_utf8(bytes).unwrap()},
+        });
+        rt.block_on(api.patch(
+            "endpoint-map",
+            &PatchParams::apply("flotilla-test").force(),
+            &Patch::Apply(&cm),
+        ))
+        .unwrap();
+    };
+    let (a, b) = (Backend::start(15), Backend::start(16));
+    publish(doc(1, vip(8), &[a.entry(1, 0)]).to_canonical_json().unwrap());
+    let kubeconfig = harness.kubeconfig().display().to_string();
+    let configmap = format!("{ns}/endpoint-map");
+    let args = [
+        "--kubeconfig",
+        &kubeconfig,
+        "--context",
+        "cluster-1",
+        "--configmap",
+        &configmap,
+    ];
+    let mut node = Node::new("configmap").with_configmap(&args);
+    node.start_agent();
+    let s = node.wait_applied(1);
+    check(
+        s["config"] == format!("configmap {configmap} key endpoint-map.json"),
+        || format!("source: {s}"),
+    )?;
+    let r = node.probe(&Command::Tcp { vip: vip(8), count: 20 });
+    check(r.failures == 0 && r.ids.keys().eq([15u8].iter()), || {
+        format!("version 1: {r:?}")
+    })?;
+
+    publish(doc(2, vip(8), &[b.entry(1, 0)]).to_canonical_json().unwrap());
+    node.wait_applied(2);
+    let r = node.probe(&Command::Tcp { vip: vip(8), count: 20 });
+    check(r.failures == 0 && r.ids.keys().eq([16u8].iter()), || {
+        format!("version 2: {r:?}")
+    })?;
+
+    let mut tampered = doc(3, vip(8), &[a.entry(1, 0)]);
+    tampered.version = 4;
+    publish(tampered.to_canonical_json().unwrap());
+    let s = node.wait_rejected(1);
+    check(s["applied"]["version"] == 2, || format!("version 2 should stay: {s}"))?;
+    let r = node.probe(&Command::Tcp { vip: vip(8), count: 20 });
+    check(r.failures == 0 && r.ids.keys().eq([16u8].iter()), || {
+        format!("after the refusal: {r:?}")
     })
 }

@@ -43,6 +43,8 @@ pub struct Node {
     pub dir: tempfile::TempDir,
     agent: Option<Child>,
     extra_args: Vec<String>,
+    /// Documents come from a ConfigMap (these are the source arguments) instead of the config file.
+    configmap_args: Option<Vec<String>>,
 }
 
 impl Node {
@@ -58,12 +60,19 @@ impl Node {
             dir: tempfile::tempdir().expect("tempdir"),
             agent: None,
             extra_args: Vec::new(),
+            configmap_args: None,
         }
     }
 
     /// Passes these arguments to every start of the agent.
     pub fn with_args(mut self, args: &[&str]) -> Node {
         self.extra_args = args.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    /// Reads documents through the API server with these arguments (`--kubeconfig`, `--configmap`).
+    pub fn with_configmap(mut self, args: &[&str]) -> Node {
+        self.configmap_args = Some(args.iter().map(|s| s.to_string()).collect());
         self
     }
 
@@ -88,9 +97,12 @@ impl Node {
             .append(true)
             .open(self.log())
             .expect("agent log");
+        let source = match &self.configmap_args {
+            Some(args) => args.clone(),
+            None => vec!["--config".to_string(), self.config().display().to_string()],
+        };
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_flotilla-agent"))
-            .arg("--config")
-            .arg(self.config())
+            .args(&source)
             .arg("--cgroup")
             .arg(&self.cgroup)
             .arg("--pin-dir")
