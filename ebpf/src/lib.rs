@@ -5,8 +5,10 @@
 //! rewrite `connect()` to a backend — the local Service, a pod of a remote cluster on the same
 //! network, or a remote cluster's east-west gateway on an island network (SPEC §7). This crate is
 //! the pure half of that: the document's types, and the builder that computes one document per
-//! consuming cluster from a rendered commit. The BPF program and the `flotilla-agent` binary will
-//! live here too; `reconciler` builds documents through this crate and never touches the agent.
+//! consuming cluster from a rendered commit; the BPF program (`bpf/flotilla.bpf.c`, compiled by
+//! `build.rs` with the `bpf-object` feature and embedded as `object::OBJECT`); and the map layout the node
+//! agent writes ([`datapath`]). The agent itself (aya, kernel IO) is the `flotilla-agent` crate, so
+//! `reconciler`, which builds documents through this crate, never links aya nor needs clang.
 //!
 //! ## Main types
 //! - [`EndpointMapConfig`] (module [`config`]): the document, its canonical JSON and `sha256:` hash.
@@ -15,6 +17,7 @@
 //! - [`Live`]: what the caller observed on the clusters (ClusterIPs, ready endpoints); empty offline.
 //! - [`build`] / [`build_all`]: plan + live → sealed documents. [`eastwest_services`]: the generated
 //!   `<service>-eastwest` LoadBalancer Services, plan → objects.
+//! - [`datapath::tables`]: a document → the entries of one generation of the BPF maps (bytes).
 //!
 //! ## Inputs and rules
 //! - An *exported service* is a `Service` with a `ServiceExport` (`multicluster.x-k8s.io`) of the same
@@ -76,9 +79,12 @@
 
 pub mod alloc;
 pub mod config;
+pub mod datapath;
 pub mod documents;
 pub mod eastwest;
 pub mod live;
+#[cfg(feature = "bpf-object")]
+pub mod object;
 pub mod plan;
 
 pub use config::{Backend, ConfigError, EndpointMapConfig, Frontend, Mode, Protocol, Via};

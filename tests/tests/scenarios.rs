@@ -264,3 +264,23 @@ fn endpoint_maps_of_a_commit_carry_its_revision_and_time_and_are_reproducible() 
         a.iter().map(|d| &d.frontends).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn the_routing_agent_daemonset_goes_to_every_cluster() {
+    let out = render_dir(&examples_repo(), None);
+    no_errors(&out);
+    for c in ["cluster-1", "cluster-2", "cluster-3"] {
+        let ds = find(&out, c, "DaemonSet", "flotilla-agent").unwrap_or_else(|| panic!("flotilla-agent on {c}"));
+        assert_eq!(ds["metadata"]["namespace"], "flotilla-system");
+        let pod = &ds["spec"]["template"]["spec"];
+        assert_eq!(pod["containers"][0]["securityContext"]["privileged"], true);
+        let host_paths: Vec<&str> = pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|v| v["hostPath"]["path"].as_str())
+            .collect();
+        assert_eq!(host_paths, ["/sys/fs/bpf", "/sys/fs/cgroup"], "{c}");
+        assert!(pod.get("hostPID").is_none() && pod.get("hostNetwork").is_none(), "{c}");
+    }
+}
