@@ -713,3 +713,38 @@ async fn an_admission_rejection_is_reported_per_object_and_the_rest_proceeds() {
 fn policy_yaml(ns: &str) -> String {
     policy(ns, &["cluster-1", "cluster-2", "cluster-3"], "Abort")
 }
+
+/// Many new objects of one kind in one namespace are checked for existence with one LIST (not a GET
+/// each): an unowned object among them is still found and left alone under Abort.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflict_among_many_new_objects_is_still_found() {
+    let Some(h) = harness() else { return };
+    let ns = cluster::create_namespace(&h.client(0).unwrap(), "many").await.unwrap();
+    let unowned: ConfigMap =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "cm-7"}, "data": {"k": "theirs"}})).unwrap();
+    Api::<ConfigMap>::namespaced(h.client(0).unwrap(), &ns)
+        .create(&PostParams::default(), &unowned)
+        .await
+        .unwrap();
+    let mut files = vec![("pp.yaml", policy(&ns, &["cluster-1"], "Abort"))];
+    let names: Vec<String> = (0..20).map(|i| format!("cm{i}.yaml")).collect();
+    for (i, f) in names.iter().enumerate() {
+        files.push((f.as_str(), configmap(&ns, &format!("cm-{i}"), "ours")));
+    }
+    let args = FleetArgs {
+        applyset: Some(unique_name("many")),
+        clusters: vec!["cluster-1".into()],
+        ..FleetArgs::default()
+    };
+    let sets = apply(h, &snapshot(&files), &args).await;
+    for i in 0..20 {
+        let want = if i == 7 { Action::Conflict } else { Action::Created };
+        assert_eq!(
+            action(&sets, "cluster-1", &format!("ConfigMap {ns}/cm-{i}")),
+            Some(want),
+            "cm-{i}"
+        );
+    }
+    let kept = cm(h, 0, &ns, "cm-7").await.unwrap();
+    assert_eq!(kept.data.unwrap()["k"], "theirs");
+}

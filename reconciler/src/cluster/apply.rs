@@ -379,6 +379,58 @@ pub(crate) async fn preferred_version(
     Ok(version)
 }
 
+/// Groups of at least this many non-members of one kind in one namespace are checked for existence with
+/// one metadata LIST instead of one GET each.
+const LIST_INSTEAD_OF_GETS: usize = 8;
+
+/// The desired objects (indices into `desired`) that are not members and that a LIST shows do not exist:
+/// they need no existence check before their apply. A LIST that fails leaves its objects to the GET.
+async fn known_absent(
+    client: &kube::Client,
+    desired: &[Desired],
+    keys: &[Key],
+    members: &BTreeMap<Key, String>,
+    targets: &[(usize, (ApiResource, ApiCapabilities))],
+) -> BTreeSet<usize> {
+    let mut groups: BTreeMap<(String, String, String), Vec<usize>> = BTreeMap::new();
+    let mut resources: BTreeMap<(String, String, String), (ApiResource, ApiCapabilities)> = BTreeMap::new();
+    for (i, t) in targets {
+        let k = &keys[*i];
+        if members.contains_key(k) || desired[*i].overwrite {
+            continue;
+        }
+        let g = (k.0.clone(), k.1.clone(), k.2.clone());
+        resources.entry(g.clone()).or_insert_with(|| t.clone());
+        groups.entry(g).or_default().push(*i);
+    }
+    let mut out = BTreeSet::new();
+    for (g, idx) in groups {
+        if idx.len() < LIST_INSTEAD_OF_GETS {
+            continue;
+        }
+        let Some((ar, caps)) = resources.get(&g) else { continue };
+        let api = api_for(client, ar, caps, &g.2);
+        let mut existing = BTreeSet::new();
+        let mut params = ListParams::default().limit(LIST_PAGE);
+        let listed = loop {
+            match api.list_metadata(&params).await {
+                Ok(page) => {
+                    existing.extend(page.items.into_iter().filter_map(|o| o.metadata.name));
+                    match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                        Some(token) => params = params.continue_token(&token),
+                        None => break true,
+                    }
+                }
+                Err(_) => break false,
+            }
+        };
+        if listed {
+            out.extend(idx.into_iter().filter(|i| !existing.contains(&keys[*i].3)));
+        }
+    }
+    out
+}
+
 /// Whether a CRD of the set defines `k`'s kind.
 fn defined_here(desired: &[Desired], k: &Key) -> bool {
     desired.iter().any(|d| {
@@ -463,6 +515,7 @@ async fn apply_one(
     current: Option<&String>,
     dry_run: bool,
     unreachable: &AtomicBool,
+    known_absent: bool,
 ) -> Applied {
     if unreachable.load(Ordering::Relaxed) {
         return (Action::Failed, Some(NOT_ATTEMPTED.into()), None);
@@ -476,7 +529,7 @@ async fn apply_one(
     let (ar, caps) = target;
     let api = api_for(client, &ar, &caps, &key.2);
     let obj = with_member_label(&d.obj, id);
-    if current.is_none() {
+    if current.is_none() && !d.overwrite && !known_absent {
         // Not a member: does it exist outside flotilla's ownership?
         match api.get_opt(&key.3).await {
             Ok(Some(_)) if !d.overwrite => {
@@ -527,6 +580,7 @@ pub(crate) async fn reapply(
         Some(&current),
         false,
         &AtomicBool::new(false),
+        false,
     )
     .await
     {
@@ -666,13 +720,16 @@ pub async fn apply_cluster_observed(
                 }
             }
         }
+        let absent = known_absent(client, desired, &keys, &members, &targets).await;
         let unreachable = &unreachable;
+        let absent = &absent;
         let done: Vec<(usize, Applied)> = stream::iter(targets)
             .map(|(i, t)| {
                 let (d, k, cur) = (&desired[i], &keys[i], members.get(&keys[i]));
                 let id = id.as_str();
                 async move {
-                    let r = apply_one(client, id, t, d, k, cur, opts.dry_run, unreachable).await;
+                    let known = absent.contains(&i);
+                    let r = apply_one(client, id, t, d, k, cur, opts.dry_run, unreachable, known).await;
                     progress.inc(1);
                     (i, r)
                 }
