@@ -186,23 +186,7 @@ impl Planner<'_, '_> {
                 continue;
             };
             let Some(range) = gw.ports else { continue };
-            let mut keys: Vec<(String, usize, usize)> = Vec::new();
-            for si in sis {
-                let svc = &services[si];
-                for (pi, p) in svc.ports.iter().enumerate() {
-                    let port_key = if p.name.is_empty() {
-                        p.port.to_string()
-                    } else {
-                        p.name.clone()
-                    };
-                    keys.push((
-                        format!("{}/{}/{port_key}/{}", svc.namespace, svc.name, p.protocol.as_str()),
-                        si,
-                        pi,
-                    ));
-                }
-            }
-            keys.sort();
+            let keys = port_keys(services, sis);
             let mut taken = HashSet::new();
             let slots = alloc::place(keys.iter().map(|k| k.0.as_str()), range.len(), &mut taken);
             for ((key, si, pi), slot) in keys.iter().zip(slots) {
@@ -264,10 +248,12 @@ impl Planner<'_, '_> {
     }
 }
 
-/// Frontend ids, from `namespace/name/port/protocol` (see [`crate::alloc`]).
-pub(super) fn frontend_ids(services: &mut [ExportedService]) {
-    let mut keys: Vec<(String, usize, usize)> = Vec::new();
-    for (si, svc) in services.iter().enumerate() {
+/// `(namespace/name/port/protocol, service index, port index)` of every port of `indices`, sorted: the
+/// allocation keys of frontend ids and gateway ports.
+fn port_keys(services: &[ExportedService], indices: impl IntoIterator<Item = usize>) -> Vec<(String, usize, usize)> {
+    let mut keys = Vec::new();
+    for si in indices {
+        let svc = &services[si];
         for (pi, p) in svc.ports.iter().enumerate() {
             let port_key = if p.name.is_empty() {
                 p.port.to_string()
@@ -282,6 +268,12 @@ pub(super) fn frontend_ids(services: &mut [ExportedService]) {
         }
     }
     keys.sort();
+    keys
+}
+
+/// Frontend ids, from `namespace/name/port/protocol` (see [`crate::alloc`]).
+pub(super) fn frontend_ids(services: &mut [ExportedService]) {
+    let keys = port_keys(services, 0..services.len());
     let mut taken = HashSet::new();
     let slots = alloc::place(keys.iter().map(|k| k.0.as_str()), alloc::FRONTEND_ID_SLOTS, &mut taken);
     for ((_, si, pi), slot) in keys.iter().zip(slots) {
