@@ -169,6 +169,9 @@ pub fn apply(args: &RepoArgs, a: &ApplyArgs, format: Format) -> Result<ExitCode>
 
 /// `flotilla reconcile`: runs the daemon until SIGINT or SIGTERM.
 pub fn reconcile(opts: crate::daemon::Options) -> Result<ExitCode> {
+    // libgit2's first use probes OpenSSL's CA locations and may set SSL_CERT_FILE/SSL_CERT_DIR in the
+    // environment: do it now, while this is the only thread (a no-op call that initialises git2).
+    git2::opts::enable_caching(true);
     let runtime = crate::runtime()?;
     runtime.block_on(async {
         let daemon = crate::daemon::Daemon::new();

@@ -94,10 +94,27 @@ enum Command {
     /// (or report) drift. Runs until SIGINT/SIGTERM.
     Reconcile {
         /// A local Git repository or a directory inside one (that subtree is the flotilla repository), or
-        /// a file:// or git:// URL (fetched into --cache-dir). Commits are read from the object database,
-        /// never checked out.
+        /// a file://, git://, http(s):// or ssh:// URL (fetched into --cache-dir). Commits are read from
+        /// the object database, never checked out.
         #[arg(long)]
         source: String,
+        /// https: a file holding the token sent as HTTP basic auth (read at every fetch, so it can be
+        /// rotated); default: $FLOTILLA_GIT_TOKEN.
+        #[arg(long, value_name = "FILE")]
+        git_token_file: Option<PathBuf>,
+        /// The user name sent with the token (https) or logged in as (ssh). Default: the URL's user, else
+        /// x-access-token (https) or git (ssh).
+        #[arg(long, value_name = "NAME")]
+        git_user: Option<String>,
+        /// https: trust only the CA certificates in this PEM file (default: the system's CAs).
+        #[arg(long, value_name = "FILE")]
+        git_ca_file: Option<PathBuf>,
+        /// ssh: the private key to log in with (OpenSSH or PEM format, no passphrase).
+        #[arg(long, value_name = "FILE")]
+        ssh_key: Option<PathBuf>,
+        /// ssh: the known_hosts file the server's host key must be in (default ~/.ssh/known_hosts).
+        #[arg(long, value_name = "FILE")]
+        known_hosts: Option<PathBuf>,
         /// The branch to follow (default: the branch HEAD points at; `main` for a URL).
         #[arg(long)]
         branch: Option<String>,
@@ -255,8 +272,21 @@ fn main() -> ExitCode {
             listen,
             webhook_secret_file,
             cache_dir,
+            git_token_file,
+            git_user,
+            git_ca_file,
+            ssh_key,
+            known_hosts,
         } => {
+            use reconciler::daemon::source::{GitAuth, Token, TOKEN_ENV};
             let mut opts = reconciler::daemon::Options::new(source);
+            opts.git = GitAuth {
+                user: git_user,
+                token: git_token_file.map(Token::File).or_else(|| Token::from_env(TOKEN_ENV)),
+                ca_file: git_ca_file,
+                ssh_key,
+                known_hosts,
+            };
             opts.branch = branch;
             opts.cache_dir = cache_dir;
             opts.interval = interval;

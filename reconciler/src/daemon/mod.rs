@@ -47,8 +47,10 @@ pub enum DriftMode {
 #[derive(Debug, Clone)]
 pub struct Options {
     /// A local Git repository (or a directory inside one: that subtree is the flotilla repository), or a
-    /// `file://` / `git://` URL.
+    /// `file://`, `git://`, `http(s)://` or `ssh://` URL.
     pub source: String,
+    /// Credentials and trust for a remote source (token, CA, ssh key, known_hosts).
+    pub git: source::GitAuth,
     /// The branch to follow (default: whatever HEAD points at; `main` for a URL).
     pub branch: Option<String>,
     /// Where a URL is fetched to (default `~/.cache/flotilla/sources/<hash of the URL>`).
@@ -72,6 +74,7 @@ impl Options {
     pub fn new(source: impl Into<String>) -> Options {
         Options {
             source: source.into(),
+            git: source::GitAuth::default(),
             branch: None,
             cache_dir: None,
             interval: Duration::from_secs(60),
@@ -395,7 +398,7 @@ impl Daemon {
             }
             None => None,
         };
-        let src = source::Source::parse(&opts.source, opts.branch.clone(), opts.cache_dir.clone())?;
+        let src = source::Source::parse(&opts.source, opts.branch.clone(), opts.cache_dir.clone(), &opts.git)?;
         let mut backoff = Duration::ZERO;
         let mut members: BTreeMap<String, member::Handle> = BTreeMap::new();
         let mut last: Option<String> = None;
