@@ -59,7 +59,7 @@
 pub mod bins;
 mod kubeconfig;
 pub mod pki;
-mod process;
+pub mod process;
 mod start;
 
 use anyhow::{anyhow, bail, Context, Result};

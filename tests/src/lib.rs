@@ -8,8 +8,12 @@
 //! etcd and N kube-apiservers on loopback, built once per machine from the Go module proxy, with
 //! certificates, RBAC and a kubeconfig, shared by the tests of a test binary and cleaned up when it
 //! exits. `cargo xtask clusters up` uses it to leave clusters running for a developer.
+//!
+//! [`gitserver`] starts real Git servers on loopback for the push workflow: `git http-backend` behind
+//! an HTTPS server that wants a token, `sshd`, and `git daemon`.
 
 pub mod cluster;
+pub mod gitserver;
 
 use std::path::{Path, PathBuf};
 
@@ -35,8 +39,14 @@ pub fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
 
 /// Runs `git` in `dir` with a fixed identity; panics with git's stderr on failure (test helper).
 pub fn git(dir: &Path, args: &[&str]) -> String {
+    git_env(dir, args, &[])
+}
+
+/// [`git`] with extra environment variables (e.g. `GIT_SSL_CAINFO`, which wins over `-c http.sslCAInfo`).
+pub fn git_env(dir: &Path, args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> String {
     let out = std::process::Command::new("git")
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(dir)
         .env("GIT_AUTHOR_NAME", "flotilla-tests")
         .env("GIT_AUTHOR_EMAIL", "tests@flotilla.invalid")

@@ -4,189 +4,24 @@
 //! Each test runs its own daemon with its own ApplySet, namespace and repository.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
+mod util;
+
 use flotilla_tests::cluster::{self, unique_name};
 use flotilla_tests::git;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
-use reconciler::daemon::{Daemon, DriftAction, DriftMode, Event, Options, SyncState};
+use reconciler::daemon::{DriftAction, DriftMode, Event, SyncState};
 use serde_json::json;
-use std::collections::BTreeSet;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{broadcast, oneshot};
-
-const CLUSTERS: &str = "apiVersion: flotilla.dev/v1alpha1
-kind: Cluster
-metadata: {name: cluster-1}
----
-apiVersion: flotilla.dev/v1alpha1
-kind: Cluster
-metadata: {name: cluster-2}
----
-apiVersion: flotilla.dev/v1alpha1
-kind: Cluster
-metadata: {name: cluster-3}
-";
-
-/// Writes the repository's files for namespace `ns` with ConfigMap value `value` and commits them.
-fn commit_repo(dir: &Path, ns: &str, value: &str, image: &str) -> String {
-    let files = [
-        ("clusters.yaml", CLUSTERS.to_string()),
-        (
-            "ns.yaml",
-            format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n"),
-        ),
-        (
-            "policies.yaml",
-            format!(
-                "apiVersion: policy.karmada.io/v1alpha1
-kind: ClusterPropagationPolicy
-metadata: {{name: {ns}-ns}}
-spec:
-  resourceSelectors: [{{apiVersion: v1, kind: Namespace, name: {ns}}}]
-  placement: {{clusterAffinity: {{clusterNames: [cluster-1, cluster-2, cluster-3]}}}}
----
-apiVersion: policy.karmada.io/v1alpha1
-kind: PropagationPolicy
-metadata: {{name: all, namespace: {ns}}}
-spec:
-  resourceSelectors:
-  - {{apiVersion: v1, kind: ConfigMap}}
-  - {{apiVersion: apps/v1, kind: Deployment}}
-  placement: {{clusterAffinity: {{clusterNames: [cluster-1, cluster-2, cluster-3]}}}}
-"
-            ),
-        ),
-        (
-            "app.yaml",
-            format!(
-                "apiVersion: v1
-kind: ConfigMap
-metadata: {{name: settings, namespace: {ns}}}
-data: {{k: {value}}}
----
-# No replicas: an autoscaler owns them; flotilla must not fight it.
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: web, namespace: {ns}}}
-spec:
-  selector: {{matchLabels: {{app: web}}}}
-  template:
-    metadata: {{labels: {{app: web}}}}
-    spec:
-      containers: [{{name: web, image: '{image}'}}]
-"
-            ),
-        ),
-    ];
-    for (name, text) in files {
-        std::fs::write(dir.join(name), text).unwrap();
-    }
-    git(dir, &["add", "-A"]);
-    git(dir, &["commit", "-q", "-m", &format!("settings {value}")]);
-    git(dir, &["rev-parse", "HEAD"])
-}
-
-fn new_repo() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    git(dir.path(), &["init", "-q", "-b", "main"]);
-    dir
-}
-
-struct Running {
-    daemon: Arc<Daemon>,
-    events: broadcast::Receiver<Event>,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-impl Running {
-    /// Waits (up to 60 s) for an event matching `pred`; earlier events are skipped.
-    async fn wait(&mut self, what: &str, mut pred: impl FnMut(&Event) -> bool) -> Event {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            match tokio::time::timeout_at(deadline, self.events.recv()).await {
-                Ok(Ok(e)) if pred(&e) => return e,
-                Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => {}
-                Ok(Err(e)) => panic!("waiting for {what}: event channel closed: {e}"),
-                Err(_) => panic!(
-                    "waiting for {what}: nothing within 60 s; status: {:#?}",
-                    self.daemon.status()
-                ),
-            }
-        }
-    }
-
-    /// Waits until every cluster reports `commit` synced.
-    async fn synced(&mut self, commit: &str) {
-        let mut left: BTreeSet<String> = ["cluster-1", "cluster-2", "cluster-3"].map(String::from).into();
-        while !left.is_empty() {
-            let e = self
-                .wait(
-                    &format!("{commit} synced on {left:?}"),
-                    |e| matches!(e, Event::Synced { commit: c, failed: 0, .. } if c == commit),
-                )
-                .await;
-            if let Event::Synced { cluster, .. } = e {
-                left.remove(&cluster);
-            }
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        self.task.await.unwrap().unwrap();
-    }
-}
-
-fn start(h: &cluster::Harness, repo: &Path, drift: DriftMode) -> Running {
-    start_with(h, repo, drift, |_| {})
-}
-
-fn start_with(h: &cluster::Harness, repo: &Path, drift: DriftMode, tune: impl FnOnce(&mut Options)) -> Running {
-    let daemon = Arc::new(Daemon::new());
-    let events = daemon.subscribe();
-    let mut opts = Options::new(repo.to_string_lossy());
-    opts.branch = Some("main".into());
-    opts.interval = Duration::from_millis(200);
-    opts.kubeconfig = Some(h.kubeconfig().to_path_buf());
-    opts.drift = drift;
-    opts.applyset = unique_name("reconcile");
-    tune(&mut opts);
-    let (stop, stopped) = oneshot::channel::<()>();
-    let d = Arc::clone(&daemon);
-    let task = tokio::spawn(async move {
-        d.run(opts, async {
-            let _ = stopped.await;
-        })
-        .await
-    });
-    Running {
-        daemon,
-        events,
-        stop: Some(stop),
-        task,
-    }
-}
+use util::{commit_repo, new_repo, request, setting, start, start_with};
 
 fn by(manager: &str) -> PatchParams {
     PatchParams {
         field_manager: Some(manager.into()),
         ..PatchParams::default()
     }
-}
-
-async fn setting(h: &cluster::Harness, i: usize, ns: &str) -> Option<String> {
-    Api::<ConfigMap>::namespaced(h.client(i).unwrap(), ns)
-        .get_opt("settings")
-        .await
-        .unwrap()
-        .and_then(|c| c.data)
-        .and_then(|d| d.get("k").cloned())
 }
 
 fn drift_of<'e>(e: &'e Event, cluster: &str, object: &str) -> Option<(&'e [String], &'e [String], &'e DriftAction)> {
@@ -393,38 +228,6 @@ async fn the_daemon_follows_the_branch_and_refuses_a_broken_commit() {
     }
     assert_eq!(d.daemon.status().refused, None);
     d.stop().await;
-}
-
-/// One HTTP/1.1 request to the daemon; returns (status code, body).
-fn request(
-    addr: std::net::SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    s.write_all(head.as_bytes()).unwrap();
-    // A refused oversized body may be answered before it is all sent.
-    let _ = s.write_all(body);
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (code, body)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

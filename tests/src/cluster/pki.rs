@@ -114,6 +114,12 @@ impl Pki {
         self.ca.pem()
     }
 
+    /// The serving certificate (SANs `127.0.0.1` and `localhost`) and its key; also what the test Git
+    /// servers of [`crate::gitserver`] present.
+    pub fn serving(&self) -> &Identity {
+        &self.serving
+    }
+
     /// The admin identity (`flotilla-admin`, `system:masters`).
     pub fn admin(&self) -> &Identity {
         &self.admin

@@ -88,6 +88,12 @@ impl<'t> Session<'t> {
     pub fn explain(&self, error: git2::Error) -> anyhow::Error {
         match self.verdict.borrow().as_ref() {
             Some(reason) => anyhow!("{reason}"),
+            // libgit2 verified the certificate itself (no --git-ca-file) and said only "invalid".
+            None if error.class() == git2::ErrorClass::Ssl && error.message().contains("certificate") => anyhow!(
+                "{}: the TLS certificate is not signed by a CA this system trusts, has expired, or names \
+                 another host (a private CA: --git-ca-file)",
+                error.message()
+            ),
             None => anyhow!(error),
         }
     }
