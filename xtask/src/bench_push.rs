@@ -25,6 +25,19 @@ pub struct PushOptions {
     pub pushes: usize,
     /// The polling interval of the polling-only run.
     pub poll_interval: String,
+    /// Which runs to make.
+    pub mode: Mode,
+}
+
+/// Which of the two runs `bench-push` makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// A signed webhook after each push (polling every 60 s, so it never explains a fast apply).
+    Webhook,
+    /// Polling only, every `--poll-interval`.
+    Polling,
+    /// The webhook run, then the polling run.
+    Both,
 }
 
 const SECRET: &str = "bench-secret";
@@ -112,15 +125,34 @@ async fn watch_pushed(
     Ok(rx)
 }
 
+/// `2s`, `500ms`, `1m`: the daemon's `--interval` syntax (the benchmark only needs these three).
+fn parse_interval(text: &str) -> Result<Duration> {
+    let number = |s: &str| s.parse::<u64>().with_context(|| format!("--poll-interval {text}"));
+    if let Some(ms) = text.strip_suffix("ms") {
+        Ok(Duration::from_millis(number(ms)?))
+    } else if let Some(s) = text.strip_suffix('s') {
+        Ok(Duration::from_secs(number(s)?))
+    } else if let Some(m) = text.strip_suffix('m') {
+        Ok(Duration::from_secs(60 * number(m)?))
+    } else {
+        bail!("--poll-interval {text}: give 2s, 500ms or 1m")
+    }
+}
+
 /// Runs `pushes` pushes against a daemon started with `extra` flags; `after_push` runs right after each
-/// push (the webhook). Returns push -> applied everywhere, per push.
+/// push (the webhook). With `spread`, each push waits a uniformly random pause below it first, so that
+/// pushes meet the polling cycle at a random phase, as a user's do (pushing right after the previous
+/// commit landed would always meet the same phase, about one whole interval before the next poll).
+/// Returns push -> applied everywhere, per push.
 fn run(
     opts: &PushOptions,
     harness: &Harness,
     label: &str,
     extra: &[&str],
+    spread: Option<Duration>,
     after_push: &dyn Fn() -> Result<()>,
 ) -> Result<Vec<Duration>> {
+    let mut prng = crate::prng::SplitMix64::new(0x5eed_0f91);
     let work_dir = tempfile_dir()?.join(label);
     let work = work_dir.join("work");
     let remote = work_dir.join("remote.git");
@@ -151,6 +183,10 @@ fn run(
         let mut seen = watch_pushed(&clients).await?;
         let mut out = Vec::new();
         for i in 0..opts.pushes {
+            if let Some(spread) = spread {
+                let pause = prng.below(u64::try_from(spread.as_millis()).unwrap_or(u64::MAX).max(1));
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+            }
             let value = format!("{label}-{i}");
             write_pushed(&work, &value)?;
             git(&work, &["add", "-A"]);
@@ -183,6 +219,7 @@ fn run(
 
 pub fn push(opts: &PushOptions) -> Result<()> {
     check_binary(&opts.flotilla)?;
+    parse_interval(&opts.poll_interval)?;
     println!("bench-push: {}", crate::bench::machine());
     let harness = Harness::start(3).context("starting local kube-apiservers")?;
     let secret_dir = tempfile_dir()?;
@@ -191,34 +228,48 @@ pub fn push(opts: &PushOptions) -> Result<()> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let listen = format!("127.0.0.1:{port}");
     let secret_arg = secret.to_string_lossy().to_string();
-    let hooked = run(
-        opts,
-        &harness,
-        "webhook",
-        &[
-            "--interval",
-            "60s",
-            "--listen",
-            &listen,
-            "--webhook-secret-file",
-            &secret_arg,
-        ],
-        &|| match webhook(&listen)? {
-            202 => Ok(()),
-            code => bail!("the webhook was answered {code}"),
-        },
-    )?;
     println!(
-        "  {} objects on 3 clusters, one ConfigMap changed per push",
-        OBJECTS + 1
+        "  {} objects on 3 clusters, one ConfigMap changed per push, {} pushes per run",
+        OBJECTS + 1,
+        opts.pushes
     );
-    println!("  {}", summary("push -> applied on 3 (webhook)", hooked));
-    let polled = run(opts, &harness, "polling", &["--interval", &opts.poll_interval], &|| {
-        Ok(())
-    })?;
-    println!(
-        "  {}",
-        summary(&format!("push -> applied on 3 (poll {})", opts.poll_interval), polled)
-    );
+    if opts.mode != Mode::Polling {
+        let hooked = run(
+            opts,
+            &harness,
+            "webhook",
+            &[
+                "--interval",
+                "60s",
+                "--listen",
+                &listen,
+                "--webhook-secret-file",
+                &secret_arg,
+            ],
+            None,
+            &|| match webhook(&listen)? {
+                202 => Ok(()),
+                code => bail!("the webhook was answered {code}"),
+            },
+        )?;
+        println!("  {}", summary("push -> applied on 3 (webhook)", hooked));
+        println!("  after the webhook run: {}", crate::bench::load());
+    }
+    if opts.mode != Mode::Webhook {
+        let interval = parse_interval(&opts.poll_interval)?;
+        let polled = run(
+            opts,
+            &harness,
+            "polling",
+            &["--interval", &opts.poll_interval],
+            Some(interval),
+            &|| Ok(()),
+        )?;
+        println!(
+            "  {}",
+            summary(&format!("push -> applied on 3 (poll {})", opts.poll_interval), polled)
+        );
+        println!("  after the polling run: {}", crate::bench::load());
+    }
     Ok(())
 }

@@ -137,6 +137,9 @@ enum Cmd {
         /// The polling interval of the polling-only run.
         #[arg(long, default_value = "2s")]
         poll_interval: String,
+        /// Which runs: webhook, polling, or both (webhook first).
+        #[arg(long, value_enum, default_value_t = bench_push::Mode::Both)]
+        mode: bench_push::Mode,
         #[arg(long)]
         flotilla: Option<PathBuf>,
     },
@@ -250,11 +253,13 @@ fn main() -> Result<()> {
         Cmd::BenchPush {
             pushes,
             poll_interval,
+            mode,
             flotilla,
         } => bench_push::push(&bench_push::PushOptions {
             flotilla: flotilla.unwrap_or_else(default_flotilla),
             pushes,
             poll_interval,
+            mode,
         })?,
         Cmd::BenchReconcile {
             objects,
