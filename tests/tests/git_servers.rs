@@ -509,6 +509,21 @@ async fn an_ssh_source_keeps_the_last_good_commit_when_the_host_key_changes() {
         assert_eq!(setting(h, i, &ns).await.as_deref(), Some("two"));
     }
 
+    // The host's line removed: now it is an unknown host, and still nothing moves.
+    std::fs::write(&known_hosts, "").unwrap();
+    d.wait(
+        "the unknown host error",
+        |e| matches!(e, Event::SourceError { error } if error.contains("unknown ssh host")),
+    )
+    .await;
+    let status = status_json(addr).await;
+    let error = status["sourceError"].as_str().unwrap_or_default();
+    assert!(
+        error.contains(&format!("unknown ssh host: [127.0.0.1]:{} is not in", sshd.port())),
+        "{status:#}"
+    );
+    assert_clusters_on(&status, &second);
+
     // The operator checks the new key and records it: the next poll fetches and the commit lands.
     sshd.write_known_hosts(&known_hosts).unwrap();
     d.synced(&third).await;
