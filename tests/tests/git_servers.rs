@@ -258,6 +258,43 @@ fn git_daemon_urls_follow_pushes_and_force_pushes() {
     assert!(e.contains("branch `main` does not exist on git://127.0.0.1:"), "{e}");
 }
 
+#[test]
+fn a_server_that_stops_answering_is_abandoned_not_waited_for() {
+    // Accepts connections and never says a word: a frozen server (libgit2 alone would wait forever).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().flatten() {
+            held.push(conn);
+        }
+    });
+    let url = format!("git://127.0.0.1:{port}/fleet.git");
+    let cache = tempfile::tempdir().unwrap();
+    let mut src = Source::parse(
+        &url,
+        Some("main".into()),
+        Some(cache.path().join("c")),
+        &GitAuth::default(),
+    )
+    .unwrap();
+    let Source::Remote(remote) = &mut src else {
+        panic!("{src:?}")
+    };
+    remote.stall_timeout = Duration::from_millis(300);
+    let e = error_of(src.head());
+    assert!(e.starts_with(&format!("no answer from {url} for ")), "{e}");
+    assert!(e.contains("the fetch is abandoned"), "{e}");
+    // The abandoned fetch still hangs on its connection: the next one does not pile up behind it.
+    let e = error_of(src.head());
+    assert!(
+        e.contains(&format!(
+            "the previous fetch from {url} is still waiting for the server"
+        )),
+        "{e}"
+    );
+}
+
 /// `GET /status` of a daemon, as JSON.
 async fn status_json(addr: std::net::SocketAddr) -> serde_json::Value {
     let (code, body) = tokio::task::spawn_blocking(move || request(addr, "GET", "/status", &[], b""))

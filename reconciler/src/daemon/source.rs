@@ -21,6 +21,9 @@ use anyhow::{bail, Context, Result};
 use render::Snapshot;
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// A branch to follow.
 #[derive(Debug, Clone)]
@@ -45,6 +48,11 @@ pub struct GitAuth {
     /// The `known_hosts` file for ssh (default `~/.ssh/known_hosts`).
     pub known_hosts: Option<PathBuf>,
 }
+
+/// A fetch that hears nothing from the server for this long is abandoned with a source error. libgit2
+/// has no timeouts of its own (only process-wide, through an `unsafe` option), and a server that
+/// accepts a connection and then says nothing would otherwise hold the daemon's loop forever.
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The default user of a token: what GitHub expects for app and fine-grained tokens, and accepted
 /// with a personal access token by GitHub, GitLab and Gitea (which ignore the user for tokens).
@@ -150,6 +158,8 @@ impl Source {
             branch: branch.unwrap_or_else(|| "main".to_string()),
             cache,
             transport,
+            stall_timeout: STALL_TIMEOUT,
+            running: Arc::default(),
         }))
     }
 
@@ -356,6 +366,49 @@ pub struct Remote {
     /// The bare repository the branch is fetched into.
     pub cache: PathBuf,
     pub transport: Transport,
+    /// A fetch that hears nothing from the server (no callback, no progress) for this long is
+    /// abandoned ([`STALL_TIMEOUT`]).
+    pub stall_timeout: Duration,
+    /// Set while a fetch runs, also one that was abandoned and is still blocked: one at a time, shared
+    /// by the clones of this remote.
+    running: Arc<AtomicBool>,
+}
+
+/// When a fetch last heard from the server (its callbacks touch it).
+#[derive(Debug)]
+pub struct Heartbeat(Mutex<Instant>);
+
+impl Default for Heartbeat {
+    fn default() -> Self {
+        Heartbeat::new()
+    }
+}
+
+impl Heartbeat {
+    pub fn new() -> Heartbeat {
+        Heartbeat(Mutex::new(Instant::now()))
+    }
+
+    /// The server said something.
+    pub fn touch(&self) {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
+    }
+
+    fn quiet(&self) -> Duration {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .elapsed()
+    }
+}
+
+/// Clears [`Remote::running`] when the fetch thread ends, also by a panic.
+struct Running(Arc<AtomicBool>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
 }
 
 impl Remote {
@@ -369,21 +422,57 @@ impl Remote {
             .with_context(|| format!("creating the source cache {}", self.cache.display()))
     }
 
-    /// Fetches the branch (forced: a force-push is followed) and returns the commit it points at.
-    /// One connection: the advertised branches are listed (a missing branch is an error), then the
-    /// branch is fetched over the same connection.
+    /// Fetches the branch (forced: a force-push is followed) and returns the commit it points at. The
+    /// fetch runs on a thread of its own and is abandoned (an error; the thread is left to end by
+    /// itself) once the server has been silent for [`Remote::stall_timeout`]; until that thread ends,
+    /// later fetches fail at once instead of piling up.
     pub fn fetch(&self) -> Result<String> {
+        let url = redact(&self.url);
+        if self.running.swap(true, Ordering::SeqCst) {
+            bail!("the previous fetch from {url} is still waiting for the server; not starting another");
+        }
+        let running = Running(Arc::clone(&self.running));
+        let heard = Arc::new(Heartbeat::new());
+        let (tx, rx) = mpsc::channel();
+        let (remote, beat) = (self.clone(), Arc::clone(&heard));
+        std::thread::Builder::new()
+            .name("flotilla-fetch".into())
+            .spawn(move || {
+                let _running = running;
+                let _ = tx.send(remote.fetch_now(&beat));
+            })
+            .context("starting the fetch thread")?;
+        loop {
+            let quiet = heard.quiet();
+            if quiet >= self.stall_timeout {
+                bail!(
+                    "no answer from {url} for {:.1} s: the fetch is abandoned (retried later; the last good commit stays applied)",
+                    quiet.as_secs_f64()
+                );
+            }
+            match rx.recv_timeout(self.stall_timeout - quiet) {
+                Ok(result) => return result,
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => bail!("the fetch from {url} ended without a result"),
+            }
+        }
+    }
+
+    /// The fetch itself. One connection: the advertised branches are listed (a missing branch is an
+    /// error), then the branch is fetched over the same connection.
+    fn fetch_now(&self, heard: &Heartbeat) -> Result<String> {
         let url = redact(&self.url);
         let repo = self.open()?;
         let mut remote = repo
             .remote_anonymous(&self.url)
             .with_context(|| format!("remote {url}"))?;
-        let session = auth::Session::new(&self.transport).with_context(|| format!("connecting to {url}"))?;
+        let session = auth::Session::new(&self.transport, heard).with_context(|| format!("connecting to {url}"))?;
         let wanted = format!("refs/heads/{}", self.branch);
         let mut connection = remote
             .connect_auth(git2::Direction::Fetch, Some(session.callbacks()), None)
             .map_err(|e| session.explain(e))
             .with_context(|| format!("connecting to {url}"))?;
+        heard.touch();
         let advertised = connection
             .list()
             .with_context(|| format!("listing the branches of {url}"))?

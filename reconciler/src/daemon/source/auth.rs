@@ -13,7 +13,7 @@
 //! "invalid or unknown remote ssh hostkey"; [`Session::explain`] puts the reason back.
 
 use super::known_hosts::{self, KnownHosts, Verdict};
-use super::{Token, Transport, TOKEN_ENV};
+use super::{Heartbeat, Token, Transport, TOKEN_ENV};
 use anyhow::{anyhow, bail, Context, Result};
 use git2::{CertificateCheckStatus, Cred, CredentialType, RemoteCallbacks};
 use rustls_pki_types::pem::PemObject as _;
@@ -24,6 +24,8 @@ use std::path::{Path, PathBuf};
 /// What one fetch needs, read when it starts: the token, the trusted CAs, the known hosts.
 pub struct Session<'t> {
     transport: &'t Transport,
+    /// Touched by every callback: the server is still talking.
+    heard: &'t Heartbeat,
     token: Option<(String, &'t Token)>,
     anchors: Option<(&'t Path, Vec<TrustAnchor<'static>>)>,
     known_hosts: Option<(&'t Path, KnownHosts)>,
@@ -35,9 +37,10 @@ pub struct Session<'t> {
 
 impl<'t> Session<'t> {
     /// Reads the token file, the CA file and `known_hosts` (each fetch: they may have been rotated).
-    pub fn new(transport: &'t Transport) -> Result<Session<'t>> {
+    pub fn new(transport: &'t Transport, heard: &'t Heartbeat) -> Result<Session<'t>> {
         let mut session = Session {
             transport,
+            heard,
             token: None,
             anchors: None,
             known_hosts: None,
@@ -71,8 +74,20 @@ impl<'t> Session<'t> {
     /// Callbacks for `connect_auth` and `fetch` (each needs its own).
     pub fn callbacks(&self) -> RemoteCallbacks<'_> {
         let mut cb = RemoteCallbacks::new();
-        cb.credentials(|_url, _user_from_url, allowed| self.credentials(allowed));
+        cb.credentials(|_url, _user_from_url, allowed| {
+            self.heard.touch();
+            self.credentials(allowed)
+        });
+        cb.transfer_progress(|_| {
+            self.heard.touch();
+            true
+        });
+        cb.sideband_progress(|_| {
+            self.heard.touch();
+            true
+        });
         cb.certificate_check(|cert, host| {
+            self.heard.touch();
             if let Some(hostkey) = cert.as_hostkey() {
                 self.check_host_key(hostkey.hostkey())
             } else if let Some(x509) = cert.as_x509() {
