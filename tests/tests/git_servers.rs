@@ -521,16 +521,16 @@ async fn an_ssh_source_keeps_the_last_good_commit_when_the_host_key_changes() {
     git_with(work.path(), &ssh_cli, &["push", "-q", &url, "main"]);
     d.synced(&second).await;
 
-    // The server comes back with another host key; a new commit is in the repository (pushed
-    // locally: the CLI would refuse the new key too). The daemon refuses to talk to the server.
+    // The server comes back with another host key: the daemon refuses to talk to it. Then a new
+    // commit is in the repository (pushed locally: the CLI would refuse the new key too), and it is
+    // not taken. (The commit goes in only after a refusal was seen: a connection the old sshd accepted
+    // just before it was stopped is served to its end by its own session process, with the old key.)
     sshd.change_host_key().unwrap();
+    let mismatch = |e: &Event| matches!(e, Event::SourceError { error } if error.contains("ssh host key mismatch"));
+    d.wait("the host key error", mismatch).await;
     let third = commit_repo(work.path(), &ns, "three", "nginx:1.27");
     git(work.path(), &["push", "-q", &bare.display().to_string(), "main"]);
-    d.wait(
-        "the host key error",
-        |e| matches!(e, Event::SourceError { error } if error.contains("ssh host key mismatch")),
-    )
-    .await;
+    d.wait("the host key error after the push", mismatch).await;
     let status = status_json(addr).await;
     let error = status["sourceError"].as_str().unwrap_or_default();
     assert!(
