@@ -171,11 +171,13 @@ enum Command {
         cluster: Option<String>,
         #[arg(long, value_enum, default_value_t = RenderFormat::Json)]
         format: RenderFormat,
-        /// Fill in live ClusterIPs and endpoints from the clusters (not available yet).
+        /// Fill in live ClusterIPs and endpoints read from the clusters (an unreachable cluster is
+        /// named in a warning and follows the offline rules).
         #[arg(long)]
         live: bool,
-        /// With --live: the kubeconfig holding one context per cluster.
-        #[arg(long)]
+        /// With --live: the kubeconfig holding each cluster's context [default: $KUBECONFIG, else
+        /// ~/.kube/config].
+        #[arg(long, requires = "live")]
         kubeconfig: Option<PathBuf>,
     },
 }

@@ -69,6 +69,9 @@ pub struct Plan {
     pub clusters: Vec<PlannedCluster>,
     /// The render's non-error diagnostics.
     pub diagnostics: Vec<Diagnostic>,
+    /// The commit's routing plan (every inventory cluster, whatever `only` says): what the daemon
+    /// builds the endpoint map configs from.
+    pub routing: Arc<ebpf::plan::Plan>,
 }
 
 /// Renders `snapshot` for the clusters `only` (all when empty): `Err` with the diagnostics when the
@@ -80,7 +83,7 @@ pub fn plan(snapshot: &Snapshot, only: &[String]) -> Result<Result<Plan, Vec<Dia
             bail!("unknown cluster `{c}`");
         }
     }
-    let (output, _) = crate::routing::render(&repo, &RenderOptions::default());
+    let (output, routing) = crate::routing::render(&repo, &RenderOptions::default());
     if output.has_errors() {
         return Ok(Err(output.diagnostics));
     }
@@ -108,6 +111,7 @@ pub fn plan(snapshot: &Snapshot, only: &[String]) -> Result<Result<Plan, Vec<Dia
         prune_guard: repo.config.spec.prune_guard.unwrap_or(50),
         clusters,
         diagnostics: output.diagnostics,
+        routing: Arc::new(routing),
     }))
 }
 

@@ -17,6 +17,7 @@
 mod http;
 pub mod member;
 pub mod metrics;
+pub mod publish;
 pub mod source;
 pub mod webhook;
 
@@ -137,6 +138,22 @@ pub enum Event {
     },
     /// The source could not be read (the last good commit stays applied).
     SourceError { error: String },
+    /// A cluster's endpoint map config was written to its ConfigMap `flotilla-system/endpoint-map`.
+    EndpointMapPublished {
+        cluster: String,
+        commit: String,
+        version: u64,
+        hash: String,
+        frontends: usize,
+        backends: usize,
+    },
+    /// A cluster's endpoint map config could not be published; retried after `retry_millis` (0: with the
+    /// next commit).
+    EndpointMapFailed {
+        cluster: String,
+        error: String,
+        retry_millis: u64,
+    },
 }
 
 /// A cluster's sync state.
@@ -197,6 +214,9 @@ pub struct Status {
     pub refused: Option<Refusal>,
     pub clusters: BTreeMap<String, ClusterStatus>,
     pub source_error: Option<String>,
+    /// The endpoint map config published in each cluster (only where routing publishes one).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub endpoint_maps: BTreeMap<String, publish::EndpointMapStatus>,
 }
 
 /// What the daemon's parts share: the status and the event channel.
@@ -306,6 +326,7 @@ fn log(e: &Event) {
             }
         }
         Event::SourceError { error } => tracing::warn!("source: {error}"),
+        Event::EndpointMapPublished { .. } | Event::EndpointMapFailed { .. } => publish::log(e),
     }
 }
 
@@ -330,6 +351,8 @@ pub struct Daemon {
     shared: Shared,
     /// The address the HTTP server listens on, once it does.
     bound: Mutex<Option<std::net::SocketAddr>>,
+    /// The endpoint map publisher's input.
+    routing: publish::Sender,
 }
 
 impl Default for Daemon {
@@ -343,6 +366,7 @@ impl Daemon {
         Daemon {
             shared: Shared::new(),
             bound: Mutex::new(None),
+            routing: tokio::sync::watch::channel(None).0,
         }
     }
 
@@ -396,6 +420,7 @@ impl Daemon {
             None => None,
         };
         let src = source::Source::parse(&opts.source, opts.branch.clone(), opts.cache_dir.clone())?;
+        let publisher = publish::spawn(&self.routing, kubeconfig.clone(), src.clone(), self.shared.clone());
         let mut backoff = Duration::ZERO;
         let mut members: BTreeMap<String, member::Handle> = BTreeMap::new();
         let mut last: Option<String> = None;
@@ -441,6 +466,7 @@ impl Daemon {
         for (_, m) in std::mem::take(&mut members) {
             m.stop().await;
         }
+        publisher.stop().await;
         if let Some(server) = server {
             server.abort();
         }
@@ -500,6 +526,7 @@ impl Daemon {
             s.desired = Some(commit.to_string());
             s.refused = None;
         });
+        publish::offer(&self.routing, commit, &plan);
         // Clusters that left the inventory: stop watching them; their objects stay (flotilla never
         // deletes from a cluster it no longer manages).
         let names: Vec<String> = plan.clusters.iter().map(|c| c.name.clone()).collect();

@@ -59,6 +59,14 @@ impl Source {
             Source::Remote(r) => crate::source::read_rev(&r.cache, commit),
         }
     }
+
+    /// The committer time of `commit`, in seconds since the epoch (what endpoint map versions start from).
+    pub fn commit_time(&self, commit: &str) -> Result<u64> {
+        match self {
+            Source::Local(l) => crate::source::commit_time(&l.path, commit),
+            Source::Remote(r) => crate::source::commit_time(&r.cache, commit),
+        }
+    }
 }
 
 /// `~/.cache/flotilla/sources/<sha256(url)[:16]>`.

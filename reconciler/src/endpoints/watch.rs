@@ -1,0 +1,185 @@
+//! Watching the live inputs (for the daemon): per cluster and namespace, reflectors of Services and EndpointSlices.
+//!
+//! A [`ClusterWatch`] keeps, for every namespace it is given, a `kube` reflector store of the namespace's
+//! Services and one of its EndpointSlices that carry the `kubernetes.io/service-name` label, and sends the
+//! cluster's name on a channel whenever one of them changes (after its first complete list, and after every
+//! re-list). [`ClusterWatch::snapshot`] turns the stores into a [`LiveCluster`] with the same rules as a
+//! one-shot read ([`super::live::observe`]). Until every namespace has been listed once the cluster is not
+//! observed (`None`: the builder treats it as unknown). When the API server becomes unreachable the stores
+//! keep the last state they listed while the watches retry with backoff: an API server that is down says
+//! nothing about the pods behind a Service.
+
+use super::live::{observe, ServiceKey, SERVICE_NAME_LABEL};
+use ebpf::LiveCluster;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Resource};
+use serde::de::DeserializeOwned;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Debug;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// The live inputs of one cluster, watched.
+pub struct ClusterWatch {
+    client: kube::Client,
+    cluster: String,
+    changed: mpsc::Sender<String>,
+    namespaces: BTreeMap<String, NamespaceWatch>,
+}
+
+/// The two reflectors of one namespace; their tasks end when it is dropped.
+struct NamespaceWatch {
+    services: Reflected<Service>,
+    slices: Reflected<EndpointSlice>,
+}
+
+struct Reflected<K: Resource + 'static>
+where
+    K::DynamicType: std::hash::Hash + Eq + Clone,
+{
+    store: Store<K>,
+    /// Listed completely at least once.
+    listed: Arc<AtomicBool>,
+    task: JoinHandle<()>,
+}
+
+impl<K: Resource + 'static> Drop for Reflected<K>
+where
+    K::DynamicType: std::hash::Hash + Eq + Clone,
+{
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl ClusterWatch {
+    /// A watch of nothing yet; `changed` receives `cluster` after every change (a full channel drops the
+    /// notice: one pending is enough).
+    pub fn new(client: kube::Client, cluster: &str, changed: mpsc::Sender<String>) -> ClusterWatch {
+        ClusterWatch {
+            client,
+            cluster: cluster.to_string(),
+            changed,
+            namespaces: BTreeMap::new(),
+        }
+    }
+
+    /// Watches exactly these namespaces: starts the new ones, stops those no longer wanted.
+    pub fn set_namespaces(&mut self, namespaces: &BTreeSet<String>) {
+        self.namespaces.retain(|ns, _| namespaces.contains(ns));
+        for ns in namespaces {
+            if self.namespaces.contains_key(ns) {
+                continue;
+            }
+            let services = reflect(
+                Api::<Service>::namespaced(self.client.clone(), ns),
+                watcher::Config::default(),
+                self.context(ns, "Services"),
+            );
+            let slices = reflect(
+                Api::<EndpointSlice>::namespaced(self.client.clone(), ns),
+                watcher::Config::default().labels(SERVICE_NAME_LABEL),
+                self.context(ns, "EndpointSlices"),
+            );
+            self.namespaces
+                .insert(ns.clone(), NamespaceWatch { services, slices });
+        }
+    }
+
+    fn context(&self, namespace: &str, kind: &'static str) -> Context {
+        Context {
+            cluster: self.cluster.clone(),
+            namespace: namespace.to_string(),
+            kind,
+            changed: self.changed.clone(),
+        }
+    }
+
+    /// The watched namespaces.
+    pub fn namespaces(&self) -> impl Iterator<Item = &str> {
+        self.namespaces.keys().map(String::as_str)
+    }
+
+    /// The cluster's live state of `wanted` (whose namespaces must be watched), or `None` while some
+    /// namespace has not been listed yet.
+    pub fn snapshot(&self, wanted: &BTreeSet<ServiceKey>) -> Option<LiveCluster> {
+        let mut services = Vec::new();
+        let mut slices = Vec::new();
+        for (ns, _) in wanted {
+            let w = self.namespaces.get(ns)?;
+            if !(w.services.listed.load(Ordering::SeqCst) && w.slices.listed.load(Ordering::SeqCst)) {
+                return None;
+            }
+        }
+        let namespaces: BTreeSet<&String> = wanted.iter().map(|(ns, _)| ns).collect();
+        for ns in namespaces {
+            let w = self.namespaces.get(ns)?;
+            services.extend(w.services.store.state());
+            slices.extend(w.slices.store.state());
+        }
+        Some(observe(
+            services.iter().map(AsRef::as_ref),
+            slices.iter().map(AsRef::as_ref),
+            wanted,
+        ))
+    }
+}
+
+/// Who a reflector reports to, and as what.
+struct Context {
+    cluster: String,
+    namespace: String,
+    kind: &'static str,
+    changed: mpsc::Sender<String>,
+}
+
+impl Context {
+    fn notify(&self) {
+        let _ = self.changed.try_send(self.cluster.clone());
+    }
+}
+
+fn reflect<K>(api: Api<K>, config: watcher::Config, cx: Context) -> Reflected<K>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + std::hash::Hash + Eq + Clone + Send + Sync,
+{
+    let (store, writer) = reflector::store();
+    let listed = Arc::new(AtomicBool::new(false));
+    let done = Arc::clone(&listed);
+    let task = tokio::spawn(async move {
+        let stream = reflector::reflector(writer, watcher(api, config).default_backoff());
+        let mut stream = std::pin::pin!(stream);
+        let mut failing = false;
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(watcher::Event::InitDone) => {
+                    if failing {
+                        tracing::info!(cluster = %cx.cluster, namespace = %cx.namespace, kind = cx.kind, "watching again");
+                        failing = false;
+                    }
+                    done.store(true, Ordering::SeqCst);
+                    cx.notify();
+                }
+                Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
+                Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)) => cx.notify(),
+                Err(e) => {
+                    // Said once per outage; the watcher retries with backoff.
+                    if failing {
+                        tracing::debug!(cluster = %cx.cluster, namespace = %cx.namespace, kind = cx.kind, error = %e, "watch still failing");
+                    } else {
+                        tracing::warn!(cluster = %cx.cluster, namespace = %cx.namespace, kind = cx.kind, error = %e, "watching the live inputs of the endpoint maps failed; retrying (the last state listed is kept)");
+                        failing = true;
+                    }
+                }
+            }
+        }
+    });
+    Reflected { store, listed, task }
+}
