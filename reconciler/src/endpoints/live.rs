@@ -245,7 +245,13 @@ mod tests {
         serde_json::from_value(json!({"metadata": {"name": name, "namespace": ns}, "spec": {"clusterIP": ip}})).unwrap()
     }
 
-    fn slice(ns: &str, service: &str, family: &str, endpoints: serde_json::Value, ports: serde_json::Value) -> EndpointSlice {
+    fn slice(
+        ns: &str,
+        service: &str,
+        family: &str,
+        endpoints: serde_json::Value,
+        ports: serde_json::Value,
+    ) -> EndpointSlice {
         serde_json::from_value(json!({
             "metadata": {"name": format!("{service}-x"), "namespace": ns, "labels": {SERVICE_NAME_LABEL: service}},
             "addressType": family, "endpoints": endpoints, "ports": ports,
@@ -295,7 +301,13 @@ mod tests {
                 json!([{"addresses": ["2001:db8::1"]}]),
                 ports.clone(),
             ),
-            slice("shop", "db", "IPv4", json!([{"addresses": ["192.0.2.9"]}]), json!([{"port": 5432}])),
+            slice(
+                "shop",
+                "db",
+                "IPv4",
+                json!([{"addresses": ["192.0.2.9"]}]),
+                json!([{"port": 5432}]),
+            ),
             slice("shop", "nosvc", "IPv4", json!([{"addresses": ["192.0.2.7"]}]), ports),
         ];
         let live = observe(&services, &slices, &wanted);
@@ -353,7 +365,11 @@ mod tests {
         let repo = render::repo::load(&snap);
         let (_, plan) = crate::routing::render(&repo, &render::RenderOptions::default());
         let all = wanted(&plan, None);
-        assert_eq!(all.keys().map(String::as_str).collect::<Vec<_>>(), ["a", "b"], "exporters only");
+        assert_eq!(
+            all.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["a", "b"],
+            "exporters only"
+        );
         assert!(all.values().all(|s| s.contains(&key("shop", "api"))));
         // c exports nothing but consumes: its FailOver tiers are a, then b.
         assert_eq!(wanted(&plan, Some("c")).len(), 2);

@@ -87,8 +87,7 @@ impl ClusterWatch {
                 watcher::Config::default().labels(SERVICE_NAME_LABEL),
                 self.context(ns, "EndpointSlices"),
             );
-            self.namespaces
-                .insert(ns.clone(), NamespaceWatch { services, slices });
+            self.namespaces.insert(ns.clone(), NamespaceWatch { services, slices });
         }
     }
 
