@@ -37,7 +37,7 @@ pub type Wanted = BTreeMap<String, BTreeSet<ServiceKey>>;
 pub enum LiveError {
     #[error("cluster {cluster}: cannot connect: {message}")]
     Connect { cluster: String, message: String },
-    #[error("cluster {cluster}: listing {kind} in namespace {namespace}: {source}")]
+    #[error("cluster {cluster}: listing {kind} in namespace {namespace}")]
     List {
         cluster: String,
         namespace: String,
@@ -53,6 +53,18 @@ impl LiveError {
         match self {
             LiveError::Connect { cluster, .. } | LiveError::List { cluster, .. } => cluster,
         }
+    }
+
+    /// The message with its causes, `: `-separated (what a warning shows).
+    pub fn chain(&self) -> String {
+        let mut out = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(c) = cause {
+            out.push_str(": ");
+            out.push_str(&c.to_string());
+            cause = c.source();
+        }
+        out
     }
 }
 

@@ -47,7 +47,8 @@ fn read_live(repo: &render::repo::Repo<'_>, plan: &ebpf::plan::Plan, e: &Endpoin
     let (live, errors) = runtime.block_on(live::read_all(&kubeconfig, &contexts, &wanted, live::READ_TIMEOUT));
     for err in &errors {
         eprintln!(
-            "warning: {err}\nwarning: {} is left unknown: its backends follow the offline rules (as without --live)",
+            "warning: {}\nwarning: {} is left unknown: its backends follow the offline rules (as without --live)",
+            err.chain(),
             err.cluster()
         );
     }

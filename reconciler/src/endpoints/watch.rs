@@ -22,8 +22,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 /// The live inputs of one cluster, watched.
 pub struct ClusterWatch {
@@ -37,6 +39,13 @@ pub struct ClusterWatch {
 struct NamespaceWatch {
     services: Reflected<Service>,
     slices: Reflected<EndpointSlice>,
+    started: Instant,
+}
+
+impl NamespaceWatch {
+    fn listed(&self) -> bool {
+        self.services.listed.load(Ordering::SeqCst) && self.slices.listed.load(Ordering::SeqCst)
+    }
 }
 
 struct Reflected<K: Resource + 'static>
@@ -87,7 +96,14 @@ impl ClusterWatch {
                 watcher::Config::default().labels(SERVICE_NAME_LABEL),
                 self.context(ns, "EndpointSlices"),
             );
-            self.namespaces.insert(ns.clone(), NamespaceWatch { services, slices });
+            self.namespaces.insert(
+                ns.clone(),
+                NamespaceWatch {
+                    services,
+                    slices,
+                    started: Instant::now(),
+                },
+            );
         }
     }
 
@@ -105,20 +121,25 @@ impl ClusterWatch {
         self.namespaces.keys().map(String::as_str)
     }
 
+    /// Until when to wait for the first lists: the latest `start + grace` of the watched namespaces not
+    /// listed yet, when that is after `now` (`None`: nothing worth waiting for).
+    pub fn listing_until(&self, now: Instant, grace: Duration) -> Option<Instant> {
+        self.namespaces
+            .values()
+            .filter(|w| !w.listed())
+            .map(|w| w.started + grace)
+            .filter(|t| *t > now)
+            .max()
+    }
+
     /// The cluster's live state of `wanted` (whose namespaces must be watched), or `None` while some
     /// namespace has not been listed yet.
     pub fn snapshot(&self, wanted: &BTreeSet<ServiceKey>) -> Option<LiveCluster> {
+        let namespaces: BTreeSet<&String> = wanted.iter().map(|(ns, _)| ns).collect();
         let mut services = Vec::new();
         let mut slices = Vec::new();
-        for (ns, _) in wanted {
-            let w = self.namespaces.get(ns)?;
-            if !(w.services.listed.load(Ordering::SeqCst) && w.slices.listed.load(Ordering::SeqCst)) {
-                return None;
-            }
-        }
-        let namespaces: BTreeSet<&String> = wanted.iter().map(|(ns, _)| ns).collect();
         for ns in namespaces {
-            let w = self.namespaces.get(ns)?;
+            let w = self.namespaces.get(ns).filter(|w| w.listed())?;
             services.extend(w.services.store.state());
             slices.extend(w.slices.store.state());
         }

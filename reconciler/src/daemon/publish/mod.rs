@@ -8,6 +8,9 @@
 //! it to that cluster's *sink*, one task per cluster, again through a `watch` channel: a slow or unreachable
 //! cluster only ever gets the newest document, and never holds the others back.
 //!
+//! Documents are not built while a watch started less than [`LIST_GRACE`] ago has not listed yet: a
+//! restarted daemon would otherwise publish documents without the live state for a moment.
+//!
 //! A sink publishes when the document's content differs from the published one (`version`, `hash` and
 //! `source` aside: a commit that changes nothing for routing publishes nothing). The version is
 //! `ebpf::next_version(commit time, published version)`, with the published version read from the
@@ -56,6 +59,8 @@ pub const HASH_ANNOTATION: &str = "flotilla.dev/endpoint-map-hash";
 pub const DEBOUNCE: Duration = Duration::from_millis(150);
 /// The longest a change waits for quiet.
 pub const DEBOUNCE_MAX: Duration = Duration::from_secs(1);
+/// How long the documents wait for a new watch's first list before its cluster counts as unknown.
+pub const LIST_GRACE: Duration = Duration::from_secs(10);
 /// How often a sink reads its ConfigMap again to repair changes made by others.
 pub const RESYNC: Duration = Duration::from_secs(300);
 const BACKOFF_FIRST: Duration = Duration::from_secs(1);
@@ -209,8 +214,10 @@ impl Publisher {
         mut stopped: oneshot::Receiver<()>,
     ) {
         let mut dirty = Debounce::default();
+        // While a watch has not listed yet: when to build anyway (its cluster then counts as unknown).
+        let mut held: Option<Instant> = None;
         loop {
-            let due = dirty.due();
+            let due = dirty.due().or(held);
             tokio::select! {
                 biased;
                 _ = &mut stopped => break,
@@ -230,7 +237,13 @@ impl Publisher {
                 }
                 () = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
                     dirty = Debounce::default();
-                    self.dispatch();
+                    // Building before the watches have listed would publish documents without the live
+                    // state they had (a restart would flap every agent's routing): wait for the lists (each
+                    // one notifies), or LIST_GRACE for a cluster that does not answer.
+                    held = self.listing_until(Instant::now());
+                    if held.is_none() {
+                        self.dispatch();
+                    }
                 }
             }
         }
@@ -312,6 +325,14 @@ impl Publisher {
             m.watch.set_namespaces(&namespaces);
         }
         self.target = Some(t);
+    }
+
+    /// See [`ClusterWatch::listing_until`].
+    fn listing_until(&self, now: Instant) -> Option<Instant> {
+        self.members
+            .values()
+            .filter_map(|m| m.watch.listing_until(now, LIST_GRACE))
+            .max()
     }
 
     /// Builds every member's document from what is known now and hands it to its sink.

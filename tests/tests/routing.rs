@@ -1,0 +1,400 @@
+//! The daemon publishes endpoint map configs (SPEC §7) into real kube-apiservers: the ConfigMap
+//! `flotilla-system/endpoint-map` in every member cluster, rebuilt when a commit or an EndpointSlice changes
+//! it, with versions that only go up, also across a restart; nothing for a fleet without exported services.
+//! Each test starts a harness of its own (two clusters): they all write the same ConfigMap.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
+
+use ebpf::{EndpointMapConfig, Via};
+use flotilla_tests::cluster::{self, unique_name, Harness};
+use flotilla_tests::git;
+use flotilla_tests::routing::{write_repo, ClusterSpec, ServiceSpec};
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{Api, Patch, PatchParams};
+use reconciler::daemon::{Daemon, DriftMode, Event, Options};
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, oneshot};
+
+const FLAT: [ClusterSpec<'static>; 2] = [
+    ClusterSpec {
+        name: "cluster-1",
+        network: "flat",
+        gateway: None,
+    },
+    ClusterSpec {
+        name: "cluster-2",
+        network: "flat",
+        gateway: None,
+    },
+];
+
+fn harness() -> Option<Harness> {
+    if cluster::skip_requested() {
+        eprintln!("skipped on purpose: {}=1", cluster::SKIP_ENV);
+        return None;
+    }
+    Some(Harness::start(2).unwrap())
+}
+
+fn service(ns: &str, exported: bool) -> ServiceSpec<'_> {
+    ServiceSpec {
+        namespace: ns,
+        name: "api",
+        port: 80,
+        target_port: 8080,
+        cluster_ip: None,
+        mode: "FailOver",
+        exported,
+    }
+}
+
+fn commit(dir: &Path, ns: &str, exported: bool, message: &str) -> String {
+    write_repo(dir, &FLAT, &service(ns, exported)).unwrap();
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "--allow-empty", "-m", message]);
+    git(dir, &["rev-parse", "HEAD"])
+}
+
+struct Running {
+    daemon: Arc<Daemon>,
+    events: broadcast::Receiver<Event>,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    fn start(h: &Harness, repo: &Path, applyset: &str) -> Running {
+        let daemon = Arc::new(Daemon::new());
+        let events = daemon.subscribe();
+        let mut opts = Options::new(repo.to_string_lossy());
+        opts.branch = Some("main".into());
+        opts.interval = Duration::from_millis(200);
+        opts.kubeconfig = Some(h.kubeconfig().to_path_buf());
+        opts.drift = DriftMode::Heal;
+        opts.applyset = applyset.to_string();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let d = Arc::clone(&daemon);
+        let task = tokio::spawn(async move {
+            d.run(opts, async {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        Running {
+            daemon,
+            events,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    /// Waits (up to 60 s) for an event matching `pred`; returns it and the events skipped before it.
+    async fn wait(&mut self, what: &str, mut pred: impl FnMut(&Event) -> bool) -> (Event, Vec<Event>) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let mut before = Vec::new();
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Ok(e)) if pred(&e) => return (e, before),
+                Ok(Ok(e)) => before.push(e),
+                Ok(Err(broadcast::error::RecvError::Lagged(_))) => {}
+                Ok(Err(e)) => panic!("waiting for {what}: event channel closed: {e}"),
+                Err(_) => panic!(
+                    "waiting for {what}: nothing within 60 s; status: {:#?}",
+                    self.daemon.status()
+                ),
+            }
+        }
+    }
+
+    /// Waits until both clusters hold `commit`; returns the events seen meanwhile.
+    async fn synced(&mut self, commit: &str) -> Vec<Event> {
+        let mut left: BTreeSet<&str> = ["cluster-1", "cluster-2"].into();
+        let mut seen = Vec::new();
+        while !left.is_empty() {
+            let (e, before) = self
+                .wait(
+                    &format!("{commit} synced on {left:?}"),
+                    |e| matches!(e, Event::Synced { commit: c, failed: 0, .. } if c == commit),
+                )
+                .await;
+            seen.extend(before);
+            if let Event::Synced { cluster, .. } = &e {
+                left.remove(cluster.as_str());
+            }
+            seen.push(e);
+        }
+        seen
+    }
+
+    async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+/// The published document of a cluster (checked: hash, field manager), if there is one.
+async fn published(client: &kube::Client) -> Option<EndpointMapConfig> {
+    let cm = Api::<ConfigMap>::namespaced(client.clone(), "flotilla-system")
+        .get_opt("endpoint-map")
+        .await
+        .unwrap()?;
+    let managers: Vec<(String, String)> = cm
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .map(|m| {
+            (
+                m.manager.clone().unwrap_or_default(),
+                m.operation.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(managers, [("flotilla".to_string(), "Apply".to_string())]);
+    let text = &cm.data.as_ref().unwrap()["endpoint-map.json"];
+    let doc: EndpointMapConfig = serde_json::from_str(text).unwrap();
+    doc.verify().unwrap();
+    assert_eq!(
+        cm.metadata.annotations.as_ref().unwrap()["flotilla.dev/endpoint-map-version"],
+        doc.version.to_string()
+    );
+    Some(doc)
+}
+
+/// Polls the cluster's document (up to 60 s) until `ok` holds; returns it.
+async fn wait_doc(client: &kube::Client, what: &str, ok: impl Fn(&EndpointMapConfig) -> bool) -> EndpointMapConfig {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut last = None;
+    loop {
+        if let Some(doc) = published(client).await {
+            if ok(&doc) {
+                return doc;
+            }
+            last = Some(doc);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waiting for the endpoint map: {what}; last seen: {last:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// (address, port, priority, weight, ready, via) of the only frontend's backends.
+fn backends(doc: &EndpointMapConfig) -> Vec<(String, u16, u8, u16, bool, Via)> {
+    assert_eq!(doc.frontends.len(), 1, "{doc:#?}");
+    doc.frontends[0]
+        .backends
+        .iter()
+        .map(|b| (b.address.to_string(), b.port, b.priority, b.weight, b.ready, b.via))
+        .collect()
+}
+
+async fn endpoint_slice(client: &kube::Client, ns: &str, name: &str, endpoints: Value) {
+    let slice = json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": name, "namespace": ns, "labels": {"kubernetes.io/service-name": "api"}},
+        "addressType": "IPv4",
+        "endpoints": endpoints,
+        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+    });
+    Api::<EndpointSlice>::namespaced(client.clone(), ns)
+        .patch(
+            name,
+            &PatchParams::apply("endpointslice-controller").force(),
+            &Patch::Apply(&slice),
+        )
+        .await
+        .unwrap();
+}
+
+fn ready(address: &str, ready: bool) -> Value {
+    json!({"addresses": [address], "conditions": {"ready": ready}})
+}
+
+async fn cluster_ip(client: &kube::Client, ns: &str) -> String {
+    Api::<Service>::namespaced(client.clone(), ns)
+        .get("api")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .cluster_ip
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_publishes_endpoint_maps_and_follows_endpointslices_and_restarts() {
+    let Some(h) = harness() else { return };
+    let (c1, c2) = (h.client(0).unwrap(), h.client(1).unwrap());
+    let ns = unique_name("routing");
+    let repo = tempfile::tempdir().unwrap();
+    git(repo.path(), &["init", "-q", "-b", "main"]);
+    let first = commit(repo.path(), &ns, true, "export api");
+    let commit_time: u64 = git(repo.path(), &["log", "-1", "--format=%ct"]).parse().unwrap();
+    let applyset = unique_name("routing");
+    let mut d = Running::start(&h, repo.path(), &applyset);
+    d.synced(&first).await;
+    let ip1 = cluster_ip(&c1, &ns).await;
+
+    // 1. Both clusters have their document; cluster-1's tier 0 is its Service's live ClusterIP, not ready
+    //    while it has no endpoints; cluster-2 (tier 1, same network) has none yet.
+    let doc = wait_doc(&c1, "cluster-1's ClusterIP", |d| {
+        backends(d) == [(ip1.clone(), 80, 0, 0, false, Via::Direct)]
+    })
+    .await;
+    assert_eq!(doc.cluster, "cluster-1");
+    assert_eq!(doc.source.git_revision.as_deref(), Some(first.as_str()));
+    assert!(
+        doc.version >= commit_time,
+        "{} < commit time {commit_time}",
+        doc.version
+    );
+    let doc2 = wait_doc(&c2, "cluster-2's document", |d| d.frontends.len() == 1).await;
+    assert_eq!(doc2.cluster, "cluster-2");
+    assert_eq!(doc.frontends[0].vip, doc2.frontends[0].vip, "one VIP everywhere");
+    let mut versions = vec![doc.version];
+
+    // 2. Pods appear behind cluster-2's Service: cluster-1 routes to them in tier 1.
+    endpoint_slice(&c2, &ns, "api-b", json!([ready("192.0.2.21", true)])).await;
+    let doc = wait_doc(&c1, "cluster-2's pod in tier 1", |d| backends(d).len() == 2).await;
+    assert_eq!(
+        backends(&doc),
+        [
+            (ip1.clone(), 80, 0, 0, false, Via::Direct),
+            ("192.0.2.21".into(), 8080, 1, 1, true, Via::Direct),
+        ]
+    );
+    versions.push(doc.version);
+
+    // 3. cluster-1's own pod becomes ready: its ClusterIP is ready, weighing one endpoint; cluster-2's
+    //    document gets the pod in its tier 1.
+    endpoint_slice(&c1, &ns, "api-a", json!([ready("192.0.2.11", true)])).await;
+    let doc = wait_doc(&c1, "the local ClusterIP ready", |d| backends(d)[0].4).await;
+    assert_eq!(backends(&doc)[0], (ip1.clone(), 80, 0, 1, true, Via::Direct));
+    versions.push(doc.version);
+    let ip2 = cluster_ip(&c2, &ns).await;
+    wait_doc(&c2, "cluster-1's pod in cluster-2's tier 1", |d| {
+        backends(d)
+            == [
+                (ip2.clone(), 80, 0, 1, true, Via::Direct),
+                ("192.0.2.11".into(), 8080, 1, 1, true, Via::Direct),
+            ]
+    })
+    .await;
+
+    // 4. A burst of slice updates on cluster-2: the document ends in the last state.
+    for i in 0..10 {
+        let eps = if i % 2 == 0 {
+            json!([ready("192.0.2.21", false), ready("192.0.2.22", true)])
+        } else {
+            json!([ready("192.0.2.21", true)])
+        };
+        endpoint_slice(&c2, &ns, "api-b", eps).await;
+    }
+    endpoint_slice(
+        &c2,
+        &ns,
+        "api-b",
+        json!([ready("192.0.2.21", false), ready("192.0.2.23", true)]),
+    )
+    .await;
+    let doc = wait_doc(&c1, "the burst's last state", |d| {
+        backends(d).get(1).map(|b| b.0.as_str()) == Some("192.0.2.23") && backends(d).len() == 2
+    })
+    .await;
+    versions.push(doc.version);
+    assert!(versions.windows(2).all(|w| w[0] < w[1]), "versions go up: {versions:?}");
+    let status = d.daemon.status();
+    let em = &status.endpoint_maps["cluster-1"];
+    assert_eq!(
+        (em.version, em.frontends, em.backends),
+        (Some(doc.version), 1, 2),
+        "{status:#?}"
+    );
+    assert_eq!(em.last_error, None);
+    d.stop().await;
+
+    // 5. A restarted daemon finds the documents in place (nothing to publish: same content) ...
+    let before = published(&c1).await.unwrap();
+    let mut d = Running::start(&h, repo.path(), &applyset);
+    let seen = d.synced(&first).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while d.daemon.status().endpoint_maps.get("cluster-1").and_then(|e| e.version) != Some(before.version) {
+        assert!(tokio::time::Instant::now() < deadline, "{:#?}", d.daemon.status());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        published(&c1).await.unwrap(),
+        before,
+        "an unchanged document was written again"
+    );
+    assert!(
+        !seen
+            .iter()
+            .any(|e| matches!(e, Event::EndpointMapPublished { cluster, .. } if cluster == "cluster-1")),
+        "{seen:#?}"
+    );
+    // ... and goes on from their version: the next one is higher, although the commit is the same.
+    endpoint_slice(&c1, &ns, "api-a", json!([ready("192.0.2.11", false)])).await;
+    let doc = wait_doc(&c1, "the local ClusterIP not ready", |d| !backends(d)[0].4).await;
+    assert!(doc.version > before.version, "{} after {}", doc.version, before.version);
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_fleet_with_exported_services_gets_documents_and_removing_the_last_export_empties_them() {
+    let Some(h) = harness() else { return };
+    let clients = h.clients().unwrap();
+    let ns = unique_name("exports");
+    let repo = tempfile::tempdir().unwrap();
+    git(repo.path(), &["init", "-q", "-b", "main"]);
+    let plain = commit(repo.path(), &ns, false, "a plain Service");
+    let mut d = Running::start(&h, repo.path(), &unique_name("exports"));
+    let seen = d.synced(&plain).await;
+    // No routing inputs: nothing written, nothing published (checked again after the next commit: the
+    // publisher handles commits in order, so a document for this one would come first).
+    for c in &clients {
+        assert!(published(c).await.is_none());
+    }
+
+    let exported = commit(repo.path(), &ns, true, "export it");
+    let mut left: BTreeSet<String> = ["cluster-1", "cluster-2"].map(String::from).into();
+    let mut before = seen;
+    while !left.is_empty() {
+        let (e, skipped) = d
+            .wait("documents published", |e| {
+                matches!(e, Event::EndpointMapPublished { .. })
+            })
+            .await;
+        before.extend(skipped);
+        if let Event::EndpointMapPublished { cluster, commit, .. } = &e {
+            assert_eq!(commit, &exported, "a document for the commit without exports: {e:?}");
+            left.remove(cluster);
+        }
+    }
+    assert!(
+        !before.iter().any(|e| matches!(e, Event::EndpointMapFailed { .. })),
+        "{before:#?}"
+    );
+    let mut versions = Vec::new();
+    for c in &clients {
+        let doc = wait_doc(c, "one frontend", |d| d.frontends.len() == 1).await;
+        versions.push(doc.version);
+    }
+
+    // The last export goes: the documents stay, emptied, so that agents stop routing the VIP.
+    let gone = commit(repo.path(), &ns, false, "unexport it");
+    for (c, v) in clients.iter().zip(versions) {
+        let doc = wait_doc(c, "no frontends", |d| d.frontends.is_empty()).await;
+        assert!(doc.version > v);
+        assert_eq!(doc.source.git_revision.as_deref(), Some(gone.as_str()));
+    }
+    d.stop().await;
+}
