@@ -319,6 +319,16 @@ async fn the_daemon_publishes_endpoint_maps_and_follows_endpointslices_and_resta
         "{status:#?}"
     );
     assert_eq!(em.last_error, None);
+    let metrics = d.daemon.metrics();
+    let gauge = format!("flotilla_endpoint_map_version{{cluster=\"cluster-1\"}} {}", doc.version);
+    assert!(metrics.contains(&gauge), "{metrics}");
+    let table = reconciler::commands::status_table(&status);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("cluster-1") && l.contains(&doc.version.to_string())),
+        "{table}"
+    );
     d.stop().await;
 
     // 5. A restarted daemon finds the documents in place (nothing to publish: same content) ...

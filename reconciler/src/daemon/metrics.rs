@@ -200,6 +200,21 @@ impl Metrics {
                 c.drifted.len()
             );
         }
+        head(
+            &mut out,
+            "flotilla_endpoint_map_version",
+            "gauge",
+            "Version of the endpoint map config in the cluster's ConfigMap flotilla-system/endpoint-map.",
+        );
+        for (cluster, e) in &status.endpoint_maps {
+            if let Some(v) = e.version {
+                let _ = writeln!(
+                    out,
+                    "flotilla_endpoint_map_version{{cluster=\"{}\"}} {v}",
+                    escape(cluster)
+                );
+            }
+        }
         out
     }
 }

@@ -27,6 +27,10 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+/// Server-side length of one watch request (seconds), below the client's read timeout.
+const WATCH_SECONDS: u32 = 50;
+const _: () = assert!((WATCH_SECONDS as u64) < crate::cluster::REQUEST_TIMEOUT.as_secs());
+
 /// The live inputs of one cluster, watched.
 pub struct ClusterWatch {
     client: kube::Client,
@@ -86,14 +90,18 @@ impl ClusterWatch {
             if self.namespaces.contains_key(ns) {
                 continue;
             }
+            // The server ends each watch request before the client's read timeout
+            // (`crate::cluster::REQUEST_TIMEOUT`) would call a quiet one broken; the watcher then simply
+            // watches again from where it was.
+            let config = watcher::Config::default().timeout(WATCH_SECONDS);
             let services = reflect(
                 Api::<Service>::namespaced(self.client.clone(), ns),
-                watcher::Config::default(),
+                config.clone(),
                 self.context(ns, "Services"),
             );
             let slices = reflect(
                 Api::<EndpointSlice>::namespaced(self.client.clone(), ns),
-                watcher::Config::default().labels(SERVICE_NAME_LABEL),
+                config.labels(SERVICE_NAME_LABEL),
                 self.context(ns, "EndpointSlices"),
             );
             self.namespaces.insert(
@@ -178,12 +186,12 @@ where
         let mut stream = std::pin::pin!(stream);
         let mut failing = false;
         while let Some(event) = stream.next().await {
+            if failing && event.is_ok() {
+                tracing::info!(cluster = %cx.cluster, namespace = %cx.namespace, kind = cx.kind, "watching again");
+                failing = false;
+            }
             match event {
                 Ok(watcher::Event::InitDone) => {
-                    if failing {
-                        tracing::info!(cluster = %cx.cluster, namespace = %cx.namespace, kind = cx.kind, "watching again");
-                        failing = false;
-                    }
                     done.store(true, Ordering::SeqCst);
                     cx.notify();
                 }
