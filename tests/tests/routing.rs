@@ -408,3 +408,45 @@ async fn only_a_fleet_with_exported_services_gets_documents_and_removing_the_las
     }
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_that_is_down_holds_no_other_back_and_gets_its_document_when_it_is_back() {
+    let Some(h) = harness() else { return };
+    let (c1, c2) = (h.client(0).unwrap(), h.client(1).unwrap());
+    let ns = unique_name("down");
+    let repo = tempfile::tempdir().unwrap();
+    git(repo.path(), &["init", "-q", "-b", "main"]);
+    let first = commit(repo.path(), &ns, true, "export api");
+    let mut d = Running::start(&h, repo.path(), &unique_name("down"));
+    d.synced(&first).await;
+    endpoint_slice(&c2, &ns, "api-b", json!([ready("192.0.2.21", true)])).await;
+    wait_doc(&c1, "cluster-2's pod", |d| backends(d).len() == 2).await;
+
+    // cluster-2's API server dies. cluster-1's pod becomes ready: cluster-1's document follows at once
+    // and keeps cluster-2's pod (the last state listed: a dead API server says nothing about pods);
+    // cluster-2's own document cannot be written and is retried.
+    h.stop_apiserver(1).unwrap();
+    endpoint_slice(&c1, &ns, "api-a", json!([ready("192.0.2.11", true)])).await;
+    let doc = wait_doc(&c1, "the local ClusterIP ready", |d| backends(d)[0].4).await;
+    assert_eq!(backends(&doc)[1], ("192.0.2.21".into(), 8080, 1, 1, true, Via::Direct));
+    d
+        .wait("cluster-2's publish failing", |e| {
+            matches!(e, Event::EndpointMapFailed { cluster, retry_millis, .. } if cluster == "cluster-2" && *retry_millis > 0)
+        })
+        .await;
+    assert!(d.daemon.status().endpoint_maps["cluster-2"].last_error.is_some());
+
+    // Back: the retry publishes cluster-2's document with cluster-1's pod in its tier 1.
+    h.start_apiserver(1).unwrap();
+    let c2 = h.client(1).unwrap();
+    wait_doc(&c2, "cluster-1's pod in cluster-2's document", |d| {
+        backends(d).iter().any(|b| b.0 == "192.0.2.11")
+    })
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while d.daemon.status().endpoint_maps["cluster-2"].last_error.is_some() {
+        assert!(tokio::time::Instant::now() < deadline, "{:#?}", d.daemon.status());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    d.stop().await;
+}
