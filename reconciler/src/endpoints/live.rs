@@ -60,8 +60,12 @@ impl LiveError {
         let mut out = self.to_string();
         let mut cause = std::error::Error::source(self);
         while let Some(c) = cause {
-            out.push_str(": ");
-            out.push_str(&c.to_string());
+            let text = c.to_string();
+            if !out.ends_with(&text) {
+                // (hyper repeats some messages down the chain)
+                out.push_str(": ");
+                out.push_str(&text);
+            }
             cause = c.source();
         }
         out
