@@ -80,6 +80,10 @@ enum Command {
         /// Allow a prune the prune guard would refuse (more than pruneGuard% of a cluster, or everything).
         #[arg(long)]
         allow_mass_prune: bool,
+        /// Apply every object, also the members that provably hold their desired body already (skipped
+        /// otherwise: same hash annotation, and flotilla still owns every field it set).
+        #[arg(long)]
+        reapply_all: bool,
         /// Only these clusters (repeatable).
         #[arg(long = "cluster")]
         clusters: Vec<String>,
@@ -224,6 +228,7 @@ fn main() -> ExitCode {
             prune,
             dry_run,
             allow_mass_prune,
+            reapply_all,
             clusters,
             applyset,
             format,
@@ -235,6 +240,7 @@ fn main() -> ExitCode {
                     prune,
                     dry_run,
                     allow_mass_prune,
+                    reapply_all,
                     clusters,
                     applyset,
                     request_timeout: None,

@@ -16,6 +16,8 @@ pub struct FleetArgs {
     pub prune: bool,
     pub dry_run: bool,
     pub allow_mass_prune: bool,
+    /// Apply also members that provably hold their desired body (see [`super::unchanged`]).
+    pub reapply_all: bool,
     /// Only these clusters (all when empty).
     pub clusters: Vec<String>,
     /// ApplySet parent name (default `flotilla-applyset`).
@@ -122,6 +124,7 @@ pub async fn apply_fleet(snapshot: &Snapshot, kubeconfig: &Kubeconfig, args: &Fl
         dry_run: args.dry_run,
         prune_guard: plan.prune_guard,
         allow_mass_prune: args.allow_mass_prune,
+        reapply_all: args.reapply_all,
         commit: plan.commit.clone(),
         ..ApplyOptions::default()
     };
