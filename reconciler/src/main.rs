@@ -132,6 +132,11 @@ enum Command {
         /// The shared secret of webhooks (GitHub/Gitea HMAC, GitLab token); without it webhooks get 401.
         #[arg(long, requires = "listen")]
         webhook_secret_file: Option<PathBuf>,
+        /// How long a cluster may not answer before it counts as tainted
+        /// cluster.karmada.io/unreachable:NoSchedule and placements that can fall back (clusterAffinities,
+        /// Divided replicas) move to healthy clusters; `off` disables failover.
+        #[arg(long, default_value = "60s", value_parser = reconciler::daemon::parse_grace)]
+        failover_grace: reconciler::daemon::Grace,
     },
     /// Print a running daemon's status (GET /status) as a table.
     Status {
@@ -261,6 +266,7 @@ fn main() -> ExitCode {
             listen,
             webhook_secret_file,
             cache_dir,
+            failover_grace,
         } => {
             let mut opts = reconciler::daemon::Options::new(source);
             opts.branch = branch;
@@ -275,6 +281,7 @@ fn main() -> ExitCode {
             opts.allow_mass_prune = allow_mass_prune;
             opts.listen = listen;
             opts.webhook_secret = webhook_secret_file;
+            opts.failover_grace = failover_grace.0;
             commands::reconcile(opts)
         }
         Command::Status { server, format } => commands::status(&server, format),

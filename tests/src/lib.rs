@@ -10,6 +10,7 @@
 //! exits. `cargo xtask clusters up` uses it to leave clusters running for a developer.
 
 pub mod cluster;
+pub mod daemon;
 
 use std::path::{Path, PathBuf};
 

@@ -634,6 +634,7 @@ pub async fn apply_cluster_observed(
     let parent = match read_parent(client, &opts.applyset).await {
         Ok(p) => p,
         Err(e) => {
+            cs.unreachable = is_unreachable(&e);
             cs.error = Some(describe(&e));
             return (cs, observed);
         }
@@ -799,7 +800,8 @@ pub async fn apply_cluster_observed(
     // above, naming no commit.
     let failed = cs.count(Action::Failed);
     if failed > 0 {
-        cs.error = Some(if unreachable.load(Ordering::Relaxed) {
+        cs.unreachable = unreachable.load(Ordering::Relaxed);
+        cs.error = Some(if cs.unreachable {
             format!(
                 "the cluster stopped answering during the apply ({failed} objects failed or not attempted); nothing pruned, the ApplySet parent names no commit"
             )
@@ -851,6 +853,7 @@ pub async fn apply_cluster_observed(
         // apply finds and prunes them.
         let failed = cs.count(Action::Failed);
         if failed > 0 {
+            cs.unreachable = unreachable.load(Ordering::Relaxed);
             cs.error = Some(format!(
                 "{failed} objects could not be pruned; the ApplySet parent keeps their group-kinds and names no commit"
             ));

@@ -76,13 +76,27 @@ pub struct Plan {
 /// Renders `snapshot` for the clusters `only` (all when empty): `Err` with the diagnostics when the
 /// commit has errors (nothing of it may be applied anywhere).
 pub fn plan(snapshot: &Snapshot, only: &[String]) -> Result<Result<Plan, Vec<Diagnostic>>> {
+    plan_with(snapshot, only, &[])
+}
+
+/// [`plan`], with the clusters `unreachable` scheduled as tainted (the daemon's failover, see
+/// [`RenderOptions::unreachable`]).
+pub fn plan_with(
+    snapshot: &Snapshot,
+    only: &[String],
+    unreachable: &[String],
+) -> Result<Result<Plan, Vec<Diagnostic>>> {
     let repo = render::repo::load(snapshot);
     for c in only {
         if repo.cluster(c).is_none() {
             bail!("unknown cluster `{c}`");
         }
     }
-    let (output, _) = crate::routing::render(&repo, &RenderOptions::default());
+    let opts = RenderOptions {
+        unreachable: unreachable.to_vec(),
+        ..RenderOptions::default()
+    };
+    let (output, _) = crate::routing::render(&repo, &opts);
     if output.has_errors() {
         return Ok(Err(output.diagnostics));
     }
