@@ -14,6 +14,12 @@
 //! (an unknown list shape, a field the server dropped, a quantity written differently) only means
 //! the object is applied as usual.
 //!
+//! One shape stays unprovable on purpose: an empty list or map in the body. The API server records no
+//! field for an empty granular list (`x-kubernetes-list-type: set|map`), but it does record an atomic one,
+//! and losing it to another manager leaves the same trace as never having it; without the schema the two
+//! cannot be told apart, so such objects are applied every time (the custom resources with an empty
+//! `tags` set in the apply benchmark: about 1% of its objects).
+//!
 //! Coverage is checked without a schema: a node of the field set with no children owns its whole
 //! subtree (an atomic map, list or a scalar); associative list items are matched through their
 //! `k:{...}` keys (a key field missing from the desired item was defaulted by the server, like a
@@ -300,6 +306,16 @@ mod tests {
         let mut m = meta(&obj, recorded());
         m.annotations = None;
         assert!(!unchanged(&m, &obj));
+    }
+
+    #[test]
+    fn an_empty_list_without_a_field_is_not_provable() {
+        // Granular and empty (nothing recorded) or atomic and lost to someone else: the same trace.
+        let set = json!({"f:spec": {"f:size": {}}});
+        let obj = json!({"kind": "X", "spec": {"size": 1, "tags": []}});
+        assert!(!covers_object(&set, &obj));
+        let atomic = json!({"f:spec": {"f:size": {}, "f:tags": {}}});
+        assert!(covers_object(&atomic, &obj));
     }
 
     #[test]
