@@ -263,6 +263,23 @@ pub fn status_table(s: &crate::daemon::Status) -> String {
             c.drift_corrections,
             c.last_error.as_deref().unwrap_or("-")
         );
+        if c.tainted {
+            let _ = writeln!(
+                out,
+                "{:width$}    tainted cluster.karmada.io/unreachable:NoSchedule: placements that can fall back run elsewhere",
+                ""
+            );
+        } else if c.unreachable_since.is_some() {
+            let _ = writeln!(out, "{:width$}    unreachable: failover after the grace period", "");
+        }
+        if !c.held.is_empty() {
+            let _ = writeln!(
+                out,
+                "{:width$}    holding {} object(s) moving to other clusters until they hold them",
+                "",
+                c.held.len()
+            );
+        }
         for f in c.failures.iter().take(10) {
             let _ = writeln!(out, "{:width$}    failed {}: {}", "", f.object, f.message);
         }

@@ -80,6 +80,10 @@ enum Command {
         /// Allow a prune the prune guard would refuse (more than pruneGuard% of a cluster, or everything).
         #[arg(long)]
         allow_mass_prune: bool,
+        /// Apply every object, also the members that provably hold their desired body already (skipped
+        /// otherwise: same hash annotation, and flotilla still owns every field it set).
+        #[arg(long)]
+        reapply_all: bool,
         /// Only these clusters (repeatable).
         #[arg(long = "cluster")]
         clusters: Vec<String>,
@@ -128,6 +132,11 @@ enum Command {
         /// The shared secret of webhooks (GitHub/Gitea HMAC, GitLab token); without it webhooks get 401.
         #[arg(long, requires = "listen")]
         webhook_secret_file: Option<PathBuf>,
+        /// How long a cluster may not answer before it counts as tainted
+        /// cluster.karmada.io/unreachable:NoSchedule and placements that can fall back (clusterAffinities,
+        /// Divided replicas) move to healthy clusters; `off` disables failover.
+        #[arg(long, default_value = "60s", value_parser = reconciler::daemon::parse_grace)]
+        failover_grace: reconciler::daemon::Grace,
     },
     /// Print a running daemon's status (GET /status) as a table.
     Status {
@@ -226,6 +235,7 @@ fn main() -> ExitCode {
             prune,
             dry_run,
             allow_mass_prune,
+            reapply_all,
             clusters,
             applyset,
             format,
@@ -237,6 +247,7 @@ fn main() -> ExitCode {
                     prune,
                     dry_run,
                     allow_mass_prune,
+                    reapply_all,
                     clusters,
                     applyset,
                     request_timeout: None,
@@ -257,6 +268,7 @@ fn main() -> ExitCode {
             listen,
             webhook_secret_file,
             cache_dir,
+            failover_grace,
         } => {
             let mut opts = reconciler::daemon::Options::new(source);
             opts.branch = branch;
@@ -271,6 +283,7 @@ fn main() -> ExitCode {
             opts.allow_mass_prune = allow_mass_prune;
             opts.listen = listen;
             opts.webhook_secret = webhook_secret_file;
+            opts.failover_grace = failover_grace.0;
             commands::reconcile(opts)
         }
         Command::Status { server, format } => commands::status(&server, format),

@@ -11,6 +11,7 @@
 //! test repositories with an exported Service (the daemon's routing tests and the agent's end-to-end test).
 
 pub mod cluster;
+pub mod daemon;
 pub mod routing;
 
 use std::path::{Path, PathBuf};

@@ -16,6 +16,8 @@ pub struct FleetArgs {
     pub prune: bool,
     pub dry_run: bool,
     pub allow_mass_prune: bool,
+    /// Apply also members that provably hold their desired body (see [`super::unchanged`]).
+    pub reapply_all: bool,
     /// Only these clusters (all when empty).
     pub clusters: Vec<String>,
     /// ApplySet parent name (default `flotilla-applyset`).
@@ -77,13 +79,27 @@ pub struct Plan {
 /// Renders `snapshot` for the clusters `only` (all when empty): `Err` with the diagnostics when the
 /// commit has errors (nothing of it may be applied anywhere).
 pub fn plan(snapshot: &Snapshot, only: &[String]) -> Result<Result<Plan, Vec<Diagnostic>>> {
+    plan_with(snapshot, only, &[])
+}
+
+/// [`plan`], with the clusters `unreachable` scheduled as tainted (the daemon's failover, see
+/// [`RenderOptions::unreachable`]).
+pub fn plan_with(
+    snapshot: &Snapshot,
+    only: &[String],
+    unreachable: &[String],
+) -> Result<Result<Plan, Vec<Diagnostic>>> {
     let repo = render::repo::load(snapshot);
     for c in only {
         if repo.cluster(c).is_none() {
             bail!("unknown cluster `{c}`");
         }
     }
-    let (output, routing) = crate::routing::render(&repo, &RenderOptions::default());
+    let opts = RenderOptions {
+        unreachable: unreachable.to_vec(),
+        ..RenderOptions::default()
+    };
+    let (output, routing) = crate::routing::render(&repo, &opts);
     if output.has_errors() {
         return Ok(Err(output.diagnostics));
     }
@@ -126,6 +142,7 @@ pub async fn apply_fleet(snapshot: &Snapshot, kubeconfig: &Kubeconfig, args: &Fl
         dry_run: args.dry_run,
         prune_guard: plan.prune_guard,
         allow_mass_prune: args.allow_mass_prune,
+        reapply_all: args.reapply_all,
         commit: plan.commit.clone(),
         ..ApplyOptions::default()
     };

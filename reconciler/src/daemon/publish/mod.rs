@@ -27,6 +27,7 @@
 
 mod sink;
 
+use super::member::STOP_GRACE;
 use super::source::Source;
 use super::{unix_now, Event, Shared};
 use crate::cluster::applyset::PARENT_NAMESPACE;
@@ -136,11 +137,16 @@ pub(crate) struct Handle {
 }
 
 impl Handle {
-    /// Stops the publisher, its watches and sinks (a write in flight gets 10 s to finish).
+    /// Stops the publisher, its watches and sinks (writes in flight get [`STOP_GRACE`] to finish, like
+    /// the clusters' applies).
     pub(crate) async fn stop(self) {
         let Handle { stop, mut task } = self;
         let _ = stop.send(());
-        if tokio::time::timeout(Duration::from_secs(10), &mut task).await.is_err() {
+        // The publisher bounds its own stop by STOP_GRACE; this is only a backstop.
+        if tokio::time::timeout(STOP_GRACE + Duration::from_secs(1), &mut task)
+            .await
+            .is_err()
+        {
             task.abort();
         }
     }
@@ -251,8 +257,10 @@ impl Publisher {
             .into_values()
             .map(|m| m.task) // dropping the member closes its sink's channel
             .collect();
+        let deadline = Instant::now() + STOP_GRACE;
         for mut task in sinks {
-            if tokio::time::timeout(Duration::from_secs(10), &mut task).await.is_err() {
+            if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+                tracing::warn!("an endpoint map write was still running after {STOP_GRACE:?}: abandoned");
                 task.abort();
             }
         }
