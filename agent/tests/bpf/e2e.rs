@@ -16,13 +16,13 @@ use crate::probe::{Command, Report};
 use crate::util::{check, Backend, Node, TestResult};
 use ebpf::{EndpointMapConfig, Via};
 use flotilla_tests::cluster::{self, unique_name, Harness};
+use flotilla_tests::daemon::Running;
 use flotilla_tests::git;
 use flotilla_tests::routing::{write_repo, ClusterSpec, ServiceSpec};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::discovery::ApiResource;
-use reconciler::daemon::{Daemon, Options};
 use serde_json::{json, Value};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
@@ -96,21 +96,10 @@ pub fn daemon_publishes_and_the_agent_routes() -> TestResult {
     git(repo.path(), &["commit", "-q", "-m", "export api"]);
 
     // The daemon, in this process.
-    let daemon = std::sync::Arc::new(Daemon::new());
-    let mut opts = Options::new(repo.path().to_string_lossy());
-    opts.branch = Some("main".into());
-    opts.interval = Duration::from_millis(200);
-    opts.kubeconfig = Some(harness.kubeconfig().to_path_buf());
-    opts.applyset = unique_name("e2e");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let d = std::sync::Arc::clone(&daemon);
-    let running = rt.spawn(async move {
-        d.run(opts, async {
-            let _ = stopped.await;
-        })
-        .await
-    });
-
+    let daemon = {
+        let _in_runtime = rt.enter();
+        Running::start(&harness, repo.path(), |_| {})
+    };
     // Pods behind both Services (as an EndpointSlice controller would write them), once the namespace is there.
     let both_ready = |d: &EndpointMapConfig| {
         backends(d)
@@ -184,10 +173,7 @@ pub fn daemon_publishes_and_the_agent_routes() -> TestResult {
     let r = node.probe(&Command::Tcp { vip, count: 20 });
     check(only(&r, LOCAL_ID), || format!("back to tier 0: {r:?}"))?;
 
-    let _ = stop.send(());
-    rt.block_on(running)
-        .unwrap()
-        .map_err(|e| format!("the daemon failed: {e:#}"))?;
+    rt.block_on(daemon.stop());
     Ok(())
 }
 

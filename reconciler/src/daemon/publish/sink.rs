@@ -200,6 +200,13 @@ impl Sink {
                 };
                 self.retry_at = Some(Instant::now() + self.backoff);
                 let error = e.to_string();
+                if !d.routing && matches!(e, PublishError::Read(_)) {
+                    // No exported services: only looking whether a document from before is there. A
+                    // fleet that does not route hears nothing about it; the cluster's apply reports
+                    // the cluster being unreachable.
+                    tracing::debug!(cluster = %self.cluster, retry = ?self.backoff, "reading the endpoint map ConfigMap: {error}");
+                    return;
+                }
                 self.shared.update(|s| {
                     s.endpoint_maps.entry(self.cluster.clone()).or_default().last_error = Some(error.clone());
                 });
