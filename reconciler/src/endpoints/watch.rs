@@ -124,11 +124,6 @@ impl ClusterWatch {
         }
     }
 
-    /// The watched namespaces.
-    pub fn namespaces(&self) -> impl Iterator<Item = &str> {
-        self.namespaces.keys().map(String::as_str)
-    }
-
     /// Until when to wait for the first lists: the latest `start + grace` of the watched namespaces not
     /// listed yet, when that is after `now` (`None`: nothing worth waiting for).
     pub fn listing_until(&self, now: Instant, grace: Duration) -> Option<Instant> {
