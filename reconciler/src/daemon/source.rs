@@ -17,6 +17,8 @@ use std::path::PathBuf;
 pub enum Source {
     Local(Local),
     Remote(Remote),
+    /// `--watch`: the working tree, committed or not (see [`super::worktree`]).
+    WorkTree(super::worktree::WorkTree),
 }
 
 impl Source {
@@ -49,6 +51,7 @@ impl Source {
         match self {
             Source::Local(l) => l.head(),
             Source::Remote(r) => r.fetch(),
+            Source::WorkTree(w) => w.head(),
         }
     }
 
@@ -57,6 +60,7 @@ impl Source {
         match self {
             Source::Local(l) => l.snapshot(commit),
             Source::Remote(r) => crate::source::read_rev(&r.cache, commit),
+            Source::WorkTree(w) => w.snapshot(commit),
         }
     }
 }
