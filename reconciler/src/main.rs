@@ -137,6 +137,10 @@ enum Command {
         /// Divided replicas) move to healthy clusters; `off` disables failover.
         #[arg(long, default_value = "60s", value_parser = reconciler::daemon::parse_grace)]
         failover_grace: reconciler::daemon::Grace,
+        /// Local development: apply the working tree of --source (a directory), committed or not, again on
+        /// every file change (and every --interval), instead of following a branch.
+        #[arg(long, conflicts_with = "branch")]
+        watch: bool,
     },
     /// Print a running daemon's status (GET /status) as a table.
     Status {
@@ -269,6 +273,7 @@ fn main() -> ExitCode {
             webhook_secret_file,
             cache_dir,
             failover_grace,
+            watch,
         } => {
             let mut opts = reconciler::daemon::Options::new(source);
             opts.branch = branch;
@@ -284,6 +289,7 @@ fn main() -> ExitCode {
             opts.listen = listen;
             opts.webhook_secret = webhook_secret_file;
             opts.failover_grace = failover_grace.0;
+            opts.watch = watch;
             commands::reconcile(opts)
         }
         Command::Status { server, format } => commands::status(&server, format),

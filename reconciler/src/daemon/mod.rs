@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod publish;
 pub mod source;
 pub mod webhook;
+pub mod worktree;
 
 use crate::cluster::apply::{display, key_of, ApplyOptions, Desired, Key};
 use crate::cluster::applyset;
@@ -71,6 +72,9 @@ pub struct Options {
     /// `cluster.karmada.io/unreachable:NoSchedule` and placements that can fall back leave it
     /// (`None`: never).
     pub failover_grace: Option<Duration>,
+    /// Render the working tree of `source` (a local directory) on every file change instead of following
+    /// a branch's commits (local development).
+    pub watch: bool,
 }
 
 impl Options {
@@ -88,6 +92,7 @@ impl Options {
             listen: None,
             webhook_secret: None,
             failover_grace: Some(Duration::from_secs(60)),
+            watch: false,
         }
     }
 }
@@ -472,7 +477,17 @@ impl Daemon {
             }
             None => None,
         };
-        let src = source::Source::parse(&opts.source, opts.branch.clone(), opts.cache_dir.clone())?;
+        let (src, _watcher) = if opts.watch {
+            if opts.source.contains("://") {
+                anyhow::bail!("--watch needs a local directory as --source, not {}", opts.source);
+            }
+            let path = PathBuf::from(&opts.source);
+            let watcher = worktree::watch(&path, Arc::clone(&wake))?;
+            (source::Source::WorkTree(worktree::WorkTree::new(path)), Some(watcher))
+        } else {
+            let src = source::Source::parse(&opts.source, opts.branch.clone(), opts.cache_dir.clone())?;
+            (src, None)
+        };
         let (reports_tx, mut reports) = tokio::sync::mpsc::unbounded_channel();
         let mut fleet = Fleet::new(reports_tx);
         let publisher = publish::spawn(&self.routing, kubeconfig.clone(), src.clone(), self.shared.clone());
@@ -519,7 +534,13 @@ impl Daemon {
             let taint_at = fleet.next_taint(opts.failover_grace);
             tokio::select! {
                 () = tokio::time::sleep_until(poll_at) => {}
-                () = wake.notified() => poll_at = tokio::time::Instant::now(),
+                () = wake.notified() => {
+                    if opts.watch {
+                        // Let a burst of file events settle before the tree is read.
+                        tokio::time::sleep(worktree::DEBOUNCE).await;
+                    }
+                    poll_at = tokio::time::Instant::now();
+                }
                 Some(r) = reports.recv() => {
                     if self.report(r, &mut fleet) {
                         self.rerender(&opts, &kubeconfig, &src, &mut fleet).await;

@@ -17,6 +17,8 @@ use std::path::PathBuf;
 pub enum Source {
     Local(Local),
     Remote(Remote),
+    /// `--watch`: the working tree, committed or not (see [`super::worktree`]).
+    WorkTree(super::worktree::WorkTree),
 }
 
 impl Source {
@@ -49,6 +51,7 @@ impl Source {
         match self {
             Source::Local(l) => l.head(),
             Source::Remote(r) => r.fetch(),
+            Source::WorkTree(w) => w.head(),
         }
     }
 
@@ -57,14 +60,17 @@ impl Source {
         match self {
             Source::Local(l) => l.snapshot(commit),
             Source::Remote(r) => crate::source::read_rev(&r.cache, commit),
+            Source::WorkTree(w) => w.snapshot(commit),
         }
     }
 
-    /// The committer time of `commit`, in seconds since the epoch (what endpoint map versions start from).
-    pub fn commit_time(&self, commit: &str) -> Result<u64> {
+    /// The committer time of `commit`, in seconds since the epoch (what endpoint map versions start from);
+    /// `None` for a working tree, whose states are not commits.
+    pub fn commit_time(&self, commit: &str) -> Result<Option<u64>> {
         match self {
-            Source::Local(l) => crate::source::commit_time(&l.path, commit),
-            Source::Remote(r) => crate::source::commit_time(&r.cache, commit),
+            Source::Local(l) => crate::source::commit_time(&l.path, commit).map(Some),
+            Source::Remote(r) => crate::source::commit_time(&r.cache, commit).map(Some),
+            Source::WorkTree(_) => Ok(None),
         }
     }
 }

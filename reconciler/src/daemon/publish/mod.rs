@@ -164,6 +164,7 @@ pub(crate) fn spawn(tx: &Sender, kubeconfig: Kubeconfig, source: Source, shared:
         shared,
         target: None,
         commit_time: 0,
+        revision: None,
         wanted: Wanted::new(),
         members: BTreeMap::new(),
         changed_tx,
@@ -207,6 +208,8 @@ struct Publisher {
     shared: Shared,
     target: Option<Arc<Target>>,
     commit_time: u64,
+    /// `source.gitRevision` of the documents: the commit (none for a working tree).
+    revision: Option<String>,
     wanted: Wanted,
     members: BTreeMap<String, Member>,
     changed_tx: mpsc::Sender<String>,
@@ -269,16 +272,18 @@ impl Publisher {
     /// Takes a new commit: its commit time, the members (clients, watches, sinks) of its inventory.
     async fn retarget(&mut self, t: Arc<Target>) {
         let (source, commit) = (self.source.clone(), t.commit.clone());
-        self.commit_time = match tokio::task::spawn_blocking(move || source.commit_time(&commit)).await {
-            Ok(Ok(time)) => time,
-            failed => {
-                let error = match failed {
-                    Ok(Err(e)) => format!("{e:#}"),
-                    Err(e) => e.to_string(),
-                    Ok(Ok(_)) => String::new(),
-                };
-                tracing::warn!(commit = %t.commit, "reading the commit time failed ({error}); endpoint map versions start from the current time");
-                unix_now() as u64
+        // A working tree (`--watch`) has no commit: its documents name no revision and start from now.
+        (self.commit_time, self.revision) = match tokio::task::spawn_blocking(move || source.commit_time(&commit)).await
+        {
+            Ok(Ok(Some(time))) => (time, Some(t.commit.clone())),
+            Ok(Ok(None)) => (unix_now() as u64, None),
+            Ok(Err(e)) => {
+                tracing::warn!(commit = %t.commit, "reading the commit time failed ({e:#}); endpoint map versions start from the current time");
+                (unix_now() as u64, Some(t.commit.clone()))
+            }
+            Err(e) => {
+                tracing::warn!(commit = %t.commit, "reading the commit time failed ({e}); endpoint map versions start from the current time");
+                (unix_now() as u64, Some(t.commit.clone()))
             }
         };
         let gone: Vec<String> = self
@@ -356,7 +361,7 @@ impl Publisher {
         }
         let opts = BuildOptions {
             version: 0,
-            git_revision: Some(t.commit.clone()),
+            git_revision: self.revision.clone(),
         };
         for (name, m) in &self.members {
             match ebpf::build(&t.plan, name, &live, &opts) {
