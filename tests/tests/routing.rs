@@ -410,3 +410,37 @@ async fn failover_takes_a_tainted_clusters_backends_out_of_the_documents_and_bac
     wait_doc(&c1, "cluster-2's pod back", cluster_2_pod).await;
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watched_working_tree_publishes_documents_that_name_no_revision() {
+    let Some(h) = harness() else { return };
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let ns = unique_name("worktree");
+    let dir = tempfile::tempdir().unwrap(); // a plain directory: no Git at all
+    write_repo(dir.path(), &FLAT, &service(&ns, true)).unwrap();
+    let mut d = Running::start(&h, dir.path(), |o| o.watch = true);
+    let mut left: BTreeSet<String> = BOTH.map(String::from).into();
+    while !left.is_empty() {
+        if let Event::EndpointMapPublished { cluster, .. } = d
+            .wait("documents published", |e| {
+                matches!(e, Event::EndpointMapPublished { .. })
+            })
+            .await
+        {
+            left.remove(&cluster);
+        }
+    }
+    for c in h.clients().unwrap() {
+        let doc = published(&c).await.unwrap();
+        assert_eq!(doc.source.git_revision, None, "a working tree is not a Git revision");
+        assert!(
+            doc.version >= started,
+            "{} < {started}: versions start from the current time",
+            doc.version
+        );
+    }
+    d.stop().await;
+}
