@@ -1,7 +1,7 @@
 //! Live inputs of the builder: Service ClusterIPs and EndpointSlice endpoints, as plain data.
 //!
-//! The caller fills [`Live`] (the daemon from its watches; `flotilla endpoints` offline leaves it
-//! empty). A cluster present in [`Live::clusters`] is *observed*: its map of services is complete,
+//! The caller fills [`Live`] (`reconciler::endpoints::live`: the daemon from its watches,
+//! `flotilla endpoints --live` from one list per cluster; offline it stays empty). A cluster present in [`Live::clusters`] is *observed*: its map of services is complete,
 //! and a service missing from it has no ClusterIP and no endpoints there. A cluster absent from it is
 //! *unknown* and the offline rules apply to it (see the crate documentation).
 

@@ -243,6 +243,11 @@ pub fn status_table(s: &crate::daemon::Status) -> String {
         let _ = writeln!(out, "source error: {e}");
     }
     let width = s.clusters.keys().map(String::len).max().unwrap_or(7).max(7);
+    let width = if s.endpoint_maps.is_empty() {
+        width
+    } else {
+        width.max(12)
+    };
     let _ = writeln!(
         out,
         "{:<width$}  {:<9}  {:<12}  {:>7}  {:>11}  LAST ERROR",
@@ -261,11 +266,46 @@ pub fn status_table(s: &crate::daemon::Status) -> String {
             c.drift_corrections,
             c.last_error.as_deref().unwrap_or("-")
         );
+        if c.tainted {
+            let _ = writeln!(
+                out,
+                "{:width$}    tainted cluster.karmada.io/unreachable:NoSchedule: placements that can fall back run elsewhere",
+                ""
+            );
+        } else if c.unreachable_since.is_some() {
+            let _ = writeln!(out, "{:width$}    unreachable: failover after the grace period", "");
+        }
+        if !c.held.is_empty() {
+            let _ = writeln!(
+                out,
+                "{:width$}    holding {} object(s) moving to other clusters until they hold them",
+                "",
+                c.held.len()
+            );
+        }
         for f in c.failures.iter().take(10) {
             let _ = writeln!(out, "{:width$}    failed {}: {}", "", f.object, f.message);
         }
         for (object, fields) in &c.drifted {
             let _ = writeln!(out, "{:width$}    drifted {object}: {}", "", fields.join(", "));
+        }
+    }
+    if !s.endpoint_maps.is_empty() {
+        let _ = writeln!(
+            out,
+            "{:<width$}  {:>10}  {:<12}  {:>9}  {:>8}  LAST ERROR",
+            "ENDPOINT MAP", "VERSION", "COMMIT", "FRONTENDS", "BACKENDS"
+        );
+        for (name, e) in &s.endpoint_maps {
+            let version = e.version.map_or_else(|| "-".to_string(), |v| v.to_string());
+            let _ = writeln!(
+                out,
+                "{name:<width$}  {version:>10}  {:<12}  {:>9}  {:>8}  {}",
+                short(e.commit.as_deref()),
+                e.frontends,
+                e.backends,
+                e.last_error.as_deref().unwrap_or("-")
+            );
         }
     }
     out

@@ -80,6 +80,10 @@ enum Command {
         /// Allow a prune the prune guard would refuse (more than pruneGuard% of a cluster, or everything).
         #[arg(long)]
         allow_mass_prune: bool,
+        /// Apply every object, also the members that provably hold their desired body already (skipped
+        /// otherwise: same hash annotation, and flotilla still owns every field it set).
+        #[arg(long)]
+        reapply_all: bool,
         /// Only these clusters (repeatable).
         #[arg(long = "cluster")]
         clusters: Vec<String>,
@@ -145,6 +149,15 @@ enum Command {
         /// The shared secret of webhooks (GitHub/Gitea HMAC, GitLab token); without it webhooks get 401.
         #[arg(long, requires = "listen")]
         webhook_secret_file: Option<PathBuf>,
+        /// How long a cluster may not answer before it counts as tainted
+        /// cluster.karmada.io/unreachable:NoSchedule and placements that can fall back (clusterAffinities,
+        /// Divided replicas) move to healthy clusters; `off` disables failover.
+        #[arg(long, default_value = "60s", value_parser = reconciler::daemon::parse_grace)]
+        failover_grace: reconciler::daemon::Grace,
+        /// Local development: apply the working tree of --source (a directory), committed or not, again on
+        /// every file change (and every --interval), instead of following a branch.
+        #[arg(long, conflicts_with = "branch")]
+        watch: bool,
     },
     /// Print a running daemon's status (GET /status) as a table.
     Status {
@@ -188,11 +201,13 @@ enum Command {
         cluster: Option<String>,
         #[arg(long, value_enum, default_value_t = RenderFormat::Json)]
         format: RenderFormat,
-        /// Fill in live ClusterIPs and endpoints from the clusters (not available yet).
+        /// Fill in live ClusterIPs and endpoints read from the clusters (an unreachable cluster is
+        /// named in a warning and follows the offline rules).
         #[arg(long)]
         live: bool,
-        /// With --live: the kubeconfig holding one context per cluster.
-        #[arg(long)]
+        /// With --live: the kubeconfig holding each cluster's context [default: $KUBECONFIG, else
+        /// ~/.kube/config].
+        #[arg(long, requires = "live")]
         kubeconfig: Option<PathBuf>,
     },
 }
@@ -241,6 +256,7 @@ fn main() -> ExitCode {
             prune,
             dry_run,
             allow_mass_prune,
+            reapply_all,
             clusters,
             applyset,
             format,
@@ -252,6 +268,7 @@ fn main() -> ExitCode {
                     prune,
                     dry_run,
                     allow_mass_prune,
+                    reapply_all,
                     clusters,
                     applyset,
                     request_timeout: None,
@@ -277,6 +294,8 @@ fn main() -> ExitCode {
             git_ca_file,
             ssh_key,
             known_hosts,
+            failover_grace,
+            watch,
         } => {
             use reconciler::daemon::source::{GitAuth, Token, TOKEN_ENV};
             let mut opts = reconciler::daemon::Options::new(source);
@@ -299,6 +318,8 @@ fn main() -> ExitCode {
             opts.allow_mass_prune = allow_mass_prune;
             opts.listen = listen;
             opts.webhook_secret = webhook_secret_file;
+            opts.failover_grace = failover_grace.0;
+            opts.watch = watch;
             commands::reconcile(opts)
         }
         Command::Status { server, format } => commands::status(&server, format),

@@ -664,13 +664,18 @@ fn endpoints_of_a_commit_carry_its_revision_and_time() {
 fn endpoints_usage_errors_and_findings() {
     let p = examples();
     let p = p.to_str().unwrap();
-    let live = flotilla(&["endpoints", "--repo", p, "--live"]);
+    // --live reads the default kubeconfig ($KUBECONFIG): none there is a usage failure, not a fallback to
+    // offline documents. --kubeconfig alone is refused. (Live reads: tests/endpoints_live.rs.)
+    let live = Command::new(env!("CARGO_BIN_EXE_flotilla"))
+        .args(["endpoints", "--repo", p, "--live"])
+        .env("KUBECONFIG", "/nonexistent/flotilla-kubeconfig")
+        .output()
+        .unwrap();
     assert_eq!(code(&live), 2);
-    assert!(
-        stderr(&live).contains("--live` is not available yet"),
-        "{}",
-        stderr(&live)
-    );
+    assert!(stderr(&live).contains("kubeconfig"), "{}", stderr(&live));
+    let alone = flotilla(&["endpoints", "--repo", p, "--kubeconfig", "/nonexistent"]);
+    assert_eq!(code(&alone), 2);
+    assert!(stderr(&alone).contains("--live"), "{}", stderr(&alone));
     let unknown = flotilla(&["endpoints", "--repo", p, "--cluster", "nope"]);
     assert_eq!(code(&unknown), 2);
     assert!(stderr(&unknown).contains("unknown cluster `nope`"));

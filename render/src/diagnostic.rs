@@ -107,6 +107,9 @@ pub mod code {
     /// An override that is a no-op by Karmada's rules (e.g. an invalid image tag value) or whose result is
     /// suspicious though valid (e.g. a registry value that reads back as part of the repository).
     pub const OVERRIDE_NOOP: &str = "W050";
+    /// A placement that cannot fall back from an unreachable cluster (no other cluster is feasible): it
+    /// keeps its clusters (render with [`crate::RenderOptions::unreachable`]).
+    pub const NO_FALLBACK: &str = "W021";
     /// A ServiceExport without a Service of the same namespace and name: nothing is exported.
     pub const EXPORT_WITHOUT_SERVICE: &str = "W060";
     /// A GlobalTrafficPolicy without an exported Service of the same namespace and name.

@@ -73,7 +73,15 @@ pub struct RenderOptions {
     pub trace: Vec<ObjectRef>,
     /// What to keep of the rendered objects.
     pub emit: Emit,
+    /// Clusters that cannot be reached (the daemon's failover): scheduled as if tainted
+    /// [`UNREACHABLE_TAINT`]`:NoSchedule`, so placements that can fall back (clusterAffinities, Divided
+    /// replicas, several candidate clusters) leave them. A placement that has nowhere else to go keeps
+    /// its clusters, with a warning: failover never makes a commit unschedulable.
+    pub unreachable: Vec<String>,
 }
+
+/// The taint Karmada puts on a cluster it cannot reach.
+pub const UNREACHABLE_TAINT: &str = "cluster.karmada.io/unreachable";
 
 /// What a render keeps of the objects it produces.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -147,10 +155,28 @@ pub fn run(repo: &Repo<'_>, opts: &RenderOptions) -> (Output, Vec<Trace>) {
     let rejected: Rejected = check_policies(repo, &mut diags);
     let chooser = Chooser::new(repo, rejected.propagation.clone(), rejected.cluster_propagation.clone());
     let clusters = &repo.clusters;
+    let tainted: Option<Vec<crate::inventory::Cluster>> = (!opts.unreachable.is_empty()).then(|| {
+        clusters
+            .iter()
+            .map(|c| {
+                let mut c = c.clone();
+                if opts.unreachable.contains(&c.name) {
+                    c.spec.taints.push(crate::model::Taint {
+                        key: UNREACHABLE_TAINT.into(),
+                        value: String::new(),
+                        effect: "NoSchedule".into(),
+                    });
+                }
+                c
+            })
+            .collect()
+    });
 
     // 1. Policy choice and scheduling, with a cache: the decision depends only on the policy and
     //    the replica count.
     let mut cache: HashMap<(PolicyRef, i64), Result<Decision, String>> = HashMap::new();
+    // Failover: the placements kept on an unreachable cluster for want of another, and why.
+    let mut no_fallback: HashMap<(PolicyRef, i64), String> = HashMap::new();
     let mut placed: Vec<Placed> = Vec::with_capacity(repo.templates.len());
     let mut pp_used = vec![false; repo.propagation.len()];
     let mut cpp_used = vec![false; repo.cluster_propagation.len()];
@@ -191,9 +217,38 @@ pub fn run(repo: &Repo<'_>, opts: &RenderOptions) -> (Output, Vec<Trace>) {
             p.policy = Some(pref);
             let policy = chooser.policy(pref);
             let w = workload_of(t);
-            let result = cache
-                .entry((pref, w.replicas))
-                .or_insert_with(|| schedule(&policy.spec.placement, clusters, w).map_err(|(why, _)| why));
+            let result = cache.entry((pref, w.replicas)).or_insert_with(|| {
+                let placement = &policy.spec.placement;
+                match &tainted {
+                    None => schedule(placement, clusters, w).map_err(|(why, _)| why),
+                    Some(tainted) => match schedule(placement, tainted, w) {
+                        Ok(d) => Ok(d),
+                        Err((why, _)) => {
+                            let kept = schedule(placement, clusters, w).map_err(|(why, _)| why);
+                            if kept.is_ok() {
+                                no_fallback.insert((pref, w.replicas), why);
+                            }
+                            kept
+                        }
+                    },
+                }
+            });
+            if let Some(why) = no_fallback.get(&(pref, w.replicas)) {
+                diags.push(
+                    Diagnostic::warning(
+                        code::NO_FALLBACK,
+                        &t.origin.file,
+                        t.origin.pos,
+                        format!(
+                            "{} stays on its clusters although {} cannot be reached: {} has nowhere else to place it ({why})",
+                            t.object_ref(),
+                            opts.unreachable.join(", "),
+                            policy.display()
+                        ),
+                    )
+                    .with_object(t.object_ref().to_string()),
+                );
+            }
             match result {
                 Ok(d) => {
                     p.targets = d.targets.clone();

@@ -58,10 +58,19 @@ fn check_case(dir: &Path) -> Result<(), String> {
     let mut files = Vec::new();
     read_tree(&dir.join("repo"), &dir.join("repo"), &mut files);
     let snapshot = Snapshot::from_texts(files);
-    let out = render::render(&snapshot, &RenderOptions::default());
     let expected_text =
         std::fs::read_to_string(dir.join("expected.yaml")).map_err(|e| format!("expected.yaml: {e}"))?;
     let expected: Value = serde_yaml::from_str(&expected_text).map_err(|e| format!("expected.yaml: {e}"))?;
+    // `unreachable: [names]`: rendered as the daemon does while those clusters cannot be reached.
+    let opts = RenderOptions {
+        unreachable: expected
+            .get("unreachable")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .unwrap_or_default(),
+        ..RenderOptions::default()
+    };
+    let out = render::render(&snapshot, &opts);
     let mut problems = Vec::new();
 
     let actual = out.to_json();

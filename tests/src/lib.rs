@@ -7,13 +7,16 @@
 //! [`cluster`] is the real-cluster harness (see `../shared/TESTING.md` and `docs/testing.md`): one
 //! etcd and N kube-apiservers on loopback, built once per machine from the Go module proxy, with
 //! certificates, RBAC and a kubeconfig, shared by the tests of a test binary and cleaned up when it
-//! exits. `cargo xtask clusters up` uses it to leave clusters running for a developer.
+//! exits. `cargo xtask clusters up` uses it to leave clusters running for a developer. [`routing`] writes
+//! test repositories with an exported Service (the daemon's routing tests and the agent's end-to-end test).
 //!
 //! [`gitserver`] starts real Git servers on loopback for the push workflow: `git http-backend` behind
 //! an HTTPS server that wants a token, `sshd`, and `git daemon`.
 
 pub mod cluster;
+pub mod daemon;
 pub mod gitserver;
+pub mod routing;
 
 use std::path::{Path, PathBuf};
 

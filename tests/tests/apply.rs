@@ -748,3 +748,191 @@ async fn a_conflict_among_many_new_objects_is_still_found() {
     let kept = cm(h, 0, &ns, "cm-7").await.unwrap();
     assert_eq!(kept.data.unwrap()["k"], "theirs");
 }
+
+/// A member that provably holds its desired body (same applied-hash annotation, flotilla still owns
+/// every field it set) is not written again; one edited out of band, or whose desired body changed,
+/// is. A ValidatingAdmissionPolicy that denies every update in the namespace tells which objects the
+/// apply attempted: it rejects even a server-side apply that would change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_that_provably_hold_their_body_are_not_applied_again() {
+    use k8s_openapi::api::admissionregistration::v1::{ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding};
+    use kube::api::{DeleteParams, Patch, PatchParams};
+    let Some(h) = harness() else { return };
+    let c1 = h.client(0).unwrap();
+    let ns = cluster::create_namespace(&c1, "skip").await.unwrap();
+    let deployment = format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web, namespace: {ns}, labels: {{app: web}}}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      containers:
+      - name: web
+        image: registry.invalid/web:1
+        args: [--port, '8080']
+        ports: [{{containerPort: 8080}}]
+        env: [{{name: MODE, value: fast}}]
+        resources: {{limits: {{cpu: 500m}}}}
+"
+    );
+    let pp = format!(
+        "apiVersion: policy.karmada.io/v1alpha1
+kind: PropagationPolicy
+metadata: {{name: all, namespace: {ns}}}
+spec:
+  resourceSelectors:
+  - {{apiVersion: v1, kind: ConfigMap}}
+  - {{apiVersion: apps/v1, kind: Deployment}}
+  placement:
+    clusterAffinity: {{clusterNames: [cluster-1]}}
+"
+    );
+    let files = |c_value: &str| {
+        vec![
+            ("pp.yaml", pp.clone()),
+            ("deploy.yaml", deployment.clone()),
+            ("a.yaml", configmap(&ns, "a", "one")),
+            ("b.yaml", configmap(&ns, "b", "one")),
+            ("c.yaml", configmap(&ns, "c", c_value)),
+        ]
+    };
+    let args = FleetArgs {
+        applyset: Some(unique_name("skip")),
+        clusters: vec!["cluster-1".into()],
+        ..FleetArgs::default()
+    };
+    let objects = [
+        format!("Deployment.apps {ns}/web"),
+        format!("ConfigMap {ns}/a"),
+        format!("ConfigMap {ns}/b"),
+        format!("ConfigMap {ns}/c"),
+    ];
+    let sets = apply(h, &snapshot(&files("one")), &args).await;
+    for o in &objects {
+        assert_eq!(action(&sets, "cluster-1", o), Some(Action::Created), "{o}");
+    }
+
+    // Freeze the namespace: any update (an apply that changes nothing included) is denied.
+    let name = unique_name("frozen");
+    let policy: ValidatingAdmissionPolicy = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {"resourceRules": [
+                {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["UPDATE"], "resources": ["configmaps"]},
+                {"apiGroups": ["apps"], "apiVersions": ["v1"], "operations": ["UPDATE"], "resources": ["deployments"]}
+            ]},
+            "validations": [{"expression": "request.userInfo.username == 'nobody-at-all'", "message": "frozen"}]
+        }
+    }))
+    .unwrap();
+    let binding: ValidatingAdmissionPolicyBinding = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name},
+        "spec": {
+            "policyName": name,
+            "validationActions": ["Deny"],
+            "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}}
+        }
+    }))
+    .unwrap();
+    let policies: Api<ValidatingAdmissionPolicy> = Api::all(c1.clone());
+    let bindings: Api<ValidatingAdmissionPolicyBinding> = Api::all(c1.clone());
+    policies.create(&PostParams::default(), &policy).await.unwrap();
+    bindings.create(&PostParams::default(), &binding).await.unwrap();
+    // In effect once a no-op server-side apply of `a` is denied (also the proof that the policy
+    // catches applies that change nothing).
+    let reapply_all = FleetArgs {
+        reapply_all: true,
+        ..args.clone()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let sets = apply(h, &snapshot(&files("one")), &reapply_all).await;
+        if objects
+            .iter()
+            .all(|o| action(&sets, "cluster-1", o) == Some(Action::Failed))
+        {
+            let cs = &sets[0];
+            let msg = cs.entries[0].message.clone().unwrap_or_default();
+            assert!(msg.contains("frozen"), "{msg}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the policy never took effect: {sets:#?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+
+    // Nothing changed: nothing is attempted, so nothing is denied.
+    let sets = apply(h, &snapshot(&files("one")), &args).await;
+    for o in &objects {
+        assert_eq!(action(&sets, "cluster-1", o), Some(Action::Unchanged), "{o}: {sets:#?}");
+    }
+    assert!(sets[0].error.is_none(), "{sets:#?}");
+
+    // Whether the namespace is frozen now (a dry-run apply of `a` by someone else is denied).
+    let cms: Api<ConfigMap> = Api::namespaced(c1.clone(), &ns);
+    let frozen = || async {
+        let probe = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}});
+        let pp = PatchParams {
+            dry_run: true,
+            ..PatchParams::apply("probe")
+        };
+        cms.patch("a", &pp, &Patch::Apply(&probe)).await.is_err()
+    };
+    let wait_until = |want: bool| async move {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while frozen().await != want {
+            assert!(std::time::Instant::now() < deadline, "the policy never became {want}");
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    };
+
+    // `b` edited out of band (flotilla loses the field) and `c` changed in Git: exactly those two are
+    // attempted (and denied by the frozen namespace).
+    bindings.delete(&name, &DeleteParams::default()).await.unwrap();
+    wait_until(false).await;
+    let edit = serde_json::json!({"data": {"k": "theirs"}});
+    cms.patch("b", &PatchParams::default(), &Patch::Merge(&edit))
+        .await
+        .unwrap();
+    bindings.create(&PostParams::default(), &binding).await.unwrap();
+    wait_until(true).await;
+    let sets = apply(h, &snapshot(&files("two")), &args).await;
+    let got: Vec<Option<Action>> = objects.iter().map(|o| action(&sets, "cluster-1", o)).collect();
+    assert_eq!(
+        got,
+        vec![
+            Some(Action::Unchanged),
+            Some(Action::Unchanged),
+            Some(Action::Failed),
+            Some(Action::Failed)
+        ],
+        "{sets:#?}"
+    );
+
+    // Lifted: both are applied, the edit is undone, the rest stays skipped.
+    bindings.delete(&name, &DeleteParams::default()).await.unwrap();
+    policies.delete(&name, &DeleteParams::default()).await.unwrap();
+    wait_until(false).await;
+    let sets = apply(h, &snapshot(&files("two")), &args).await;
+    for (o, want) in objects.iter().zip([
+        Action::Unchanged,
+        Action::Unchanged,
+        Action::Configured,
+        Action::Configured,
+    ]) {
+        assert_eq!(action(&sets, "cluster-1", o), Some(want), "{o}: {sets:#?}");
+    }
+    assert_eq!(cm(h, 0, &ns, "b").await.unwrap().data.unwrap()["k"], "one");
+    assert_eq!(cm(h, 0, &ns, "c").await.unwrap().data.unwrap()["k"], "two");
+    let sets = apply(h, &snapshot(&files("two")), &args).await;
+    for o in &objects {
+        assert_eq!(action(&sets, "cluster-1", o), Some(Action::Unchanged), "{o}: {sets:#?}");
+    }
+}

@@ -19,7 +19,7 @@ use reconciler::daemon::webhook::github_signature;
 use reconciler::daemon::{DriftMode, Event};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use util::{commit_repo, new_repo, request, setting, start_with};
+use util::{commit_repo, new_repo, request, setting, start_with, ALL};
 
 const TOKEN: &str = "t0ken-for-tests";
 const USER: &str = "x-access-token";
@@ -369,7 +369,7 @@ async fn pushes_over_https_land_on_every_cluster_when_a_signed_webhook_says_so()
         o.listen = Some("127.0.0.1:0".parse().unwrap());
         o.webhook_secret = Some(secret_file);
     });
-    d.synced(&first).await;
+    d.synced(&first, ALL).await;
     let addr = d.daemon.http_addr().expect("the daemon listens");
 
     // A push, then a forged webhook: 401, and nothing is fetched or changed.
@@ -385,7 +385,7 @@ async fn pushes_over_https_land_on_every_cluster_when_a_signed_webhook_says_so()
 
     // The signed webhook: the pushed commit lands on every cluster.
     assert_eq!(webhook(addr, b"s3cret").await, 202);
-    d.synced(&second).await;
+    d.synced(&second, ALL).await;
     for i in 0..3 {
         assert_eq!(setting(h, i, &ns).await.as_deref(), Some("two"));
     }
@@ -414,7 +414,7 @@ async fn pushes_over_https_land_on_every_cluster_when_a_signed_webhook_says_so()
     let third = commit_repo(work.path(), &ns, "three", "nginx:1.27");
     push(work.path(), &[&url, "main"]);
     assert_eq!(webhook(addr, b"s3cret").await, 202);
-    d.synced(&third).await;
+    d.synced(&third, ALL).await;
     let status = status_json(addr).await;
     assert!(
         status.get("refused").is_none_or(serde_json::Value::is_null),
@@ -427,7 +427,7 @@ async fn pushes_over_https_land_on_every_cluster_when_a_signed_webhook_says_so()
     // A force-push to the first commit rolls every cluster back.
     push(work.path(), &["-f", &url, &format!("{first}:refs/heads/main")]);
     assert_eq!(webhook(addr, b"s3cret").await, 202);
-    d.synced(&first).await;
+    d.synced(&first, ALL).await;
     for i in 0..3 {
         assert_eq!(setting(h, i, &ns).await.as_deref(), Some("one"));
     }
@@ -466,7 +466,7 @@ async fn pushes_over_https_land_on_every_cluster_when_a_signed_webhook_says_so()
     // A new token in the file (rotation, no restart) and a webhook: the waiting commit lands.
     std::fs::write(&token_file, TOKEN).unwrap();
     assert_eq!(webhook(addr, b"s3cret").await, 202);
-    d.synced(&fourth).await;
+    d.synced(&fourth, ALL).await;
     let status = status_json(addr).await;
     assert!(
         status.get("sourceError").is_none_or(serde_json::Value::is_null),
@@ -513,13 +513,13 @@ async fn an_ssh_source_keeps_the_last_good_commit_when_the_host_key_changes() {
         };
         o.listen = Some("127.0.0.1:0".parse().unwrap());
     });
-    d.synced(&first).await;
+    d.synced(&first, ALL).await;
     let addr = d.daemon.http_addr().expect("the daemon listens");
 
     // Pushed over ssh, found by polling.
     let second = commit_repo(work.path(), &ns, "two", "nginx:1.27");
     git_with(work.path(), &ssh_cli, &["push", "-q", &url, "main"]);
-    d.synced(&second).await;
+    d.synced(&second, ALL).await;
 
     // The server comes back with another host key: the daemon refuses to talk to it. Then a new
     // commit is in the repository (pushed locally: the CLI would refuse the new key too), and it is
@@ -563,7 +563,7 @@ async fn an_ssh_source_keeps_the_last_good_commit_when_the_host_key_changes() {
 
     // The operator checks the new key and records it: the next poll fetches and the commit lands.
     sshd.write_known_hosts(&known_hosts).unwrap();
-    d.synced(&third).await;
+    d.synced(&third, ALL).await;
     for i in 0..3 {
         assert_eq!(setting(h, i, &ns).await.as_deref(), Some("three"));
     }

@@ -15,7 +15,7 @@ use reconciler::daemon::{DriftAction, DriftMode, Event, SyncState};
 use serde_json::json;
 use std::path::Path;
 use std::time::Duration;
-use util::{commit_repo, new_repo, request, setting, start, start_with};
+use util::{commit_repo, new_repo, request, setting, start, start_with, ALL};
 
 fn by(manager: &str) -> PatchParams {
     PatchParams {
@@ -44,7 +44,7 @@ async fn drift_is_healed_without_fighting_fields_flotilla_does_not_manage() {
     let repo = new_repo();
     let first = commit_repo(repo.path(), &ns, "one", "nginx:1.27");
     let mut d = start(h, repo.path(), DriftMode::Heal);
-    d.synced(&first).await;
+    d.synced(&first, ALL).await;
     let c1 = h.client(0).unwrap();
     let cms: Api<ConfigMap> = Api::namespaced(c1.clone(), &ns);
     let deploys: Api<Deployment> = Api::namespaced(c1.clone(), &ns);
@@ -130,7 +130,7 @@ async fn drift_in_report_mode_is_reported_and_left_until_the_next_commit() {
     let repo = new_repo();
     let first = commit_repo(repo.path(), &ns, "one", "nginx:1.27");
     let mut d = start(h, repo.path(), DriftMode::Report);
-    d.synced(&first).await;
+    d.synced(&first, ALL).await;
     let cm_name = format!("ConfigMap {ns}/settings");
     let cms: Api<ConfigMap> = Api::namespaced(h.client(1).unwrap(), &ns);
     cms.patch(
@@ -166,7 +166,7 @@ async fn drift_in_report_mode_is_reported_and_left_until_the_next_commit() {
 
     // The next commit re-applies flotilla's fields: Git wins again and the drift is gone.
     let second = commit_repo(repo.path(), &ns, "two", "nginx:1.27");
-    d.synced(&second).await;
+    d.synced(&second, ALL).await;
     for i in 0..3 {
         assert_eq!(setting(h, i, &ns).await.as_deref(), Some("two"), "cluster-{}", i + 1);
     }
@@ -181,11 +181,11 @@ async fn the_daemon_follows_the_branch_and_refuses_a_broken_commit() {
     let repo = new_repo();
     let first = commit_repo(repo.path(), &ns, "one", "nginx:1.27");
     let mut d = start(h, repo.path(), DriftMode::Heal);
-    d.synced(&first).await;
+    d.synced(&first, ALL).await;
 
     // A new commit lands everywhere, changed in place.
     let second = commit_repo(repo.path(), &ns, "two", "nginx:1.27");
-    d.synced(&second).await;
+    d.synced(&second, ALL).await;
     for i in 0..3 {
         assert_eq!(setting(h, i, &ns).await.as_deref(), Some("two"));
     }
@@ -222,7 +222,7 @@ async fn the_daemon_follows_the_branch_and_refuses_a_broken_commit() {
 
     // The next good commit lands and clears the refusal.
     let third = commit_repo(repo.path(), &ns, "three", "nginx:1.27");
-    d.synced(&third).await;
+    d.synced(&third, ALL).await;
     for i in 0..3 {
         assert_eq!(setting(h, i, &ns).await.as_deref(), Some("three"));
     }
@@ -247,7 +247,7 @@ async fn webhooks_status_and_metrics_over_http() {
         o.listen = Some("127.0.0.1:0".parse().unwrap());
         o.webhook_secret = Some(secret_path);
     });
-    d.synced(&first).await;
+    d.synced(&first, ALL).await;
     let addr = d.daemon.http_addr().expect("the daemon listens");
 
     let get = |path: &'static str| tokio::task::spawn_blocking(move || request(addr, "GET", path, &[], b""));
@@ -322,7 +322,7 @@ async fn webhooks_status_and_metrics_over_http() {
             .0,
         202
     );
-    d.synced(&second).await;
+    d.synced(&second, ALL).await;
     for i in 0..3 {
         assert_eq!(setting(h, i, &ns).await.as_deref(), Some("two"));
     }
@@ -348,11 +348,11 @@ async fn a_remote_branch_is_followed_through_force_pushes_and_deletion() {
         o.source = source;
         o.cache_dir = Some(cache_dir);
     });
-    d.synced(&first).await;
+    d.synced(&first, ALL).await;
 
     let second = commit_repo(work.path(), &ns, "two", "nginx:1.27");
     git(work.path(), &["push", "-q", "origin", "main"]);
-    d.synced(&second).await;
+    d.synced(&second, ALL).await;
     assert_eq!(setting(h, 0, &ns).await.as_deref(), Some("two"));
 
     // A force-push to an older commit rolls the fleet back.
@@ -360,7 +360,7 @@ async fn a_remote_branch_is_followed_through_force_pushes_and_deletion() {
         work.path(),
         &["push", "-q", "-f", "origin", &format!("{first}:refs/heads/main")],
     );
-    d.synced(&first).await;
+    d.synced(&first, ALL).await;
     for i in 0..3 {
         assert_eq!(setting(h, i, &ns).await.as_deref(), Some("one"));
     }
@@ -384,7 +384,7 @@ async fn a_remote_branch_is_followed_through_force_pushes_and_deletion() {
     git(work.path(), &["reset", "-q", "--hard", &second]);
     let third = commit_repo(work.path(), &ns, "three", "nginx:1.27");
     git(work.path(), &["push", "-q", "origin", "main"]);
-    d.synced(&third).await;
+    d.synced(&third, ALL).await;
     assert_eq!(setting(h, 2, &ns).await.as_deref(), Some("three"));
     assert_eq!(d.daemon.status().source_error, None);
     d.stop().await;

@@ -11,6 +11,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod e2e;
 mod probe;
 mod util;
 
@@ -30,7 +31,7 @@ fn main() -> std::process::ExitCode {
         return probe::main(&command);
     }
     let args = Arguments::from_args();
-    let tests: [(&str, TestFn); 8] = [
+    let tests: [(&str, TestFn); 9] = [
         ("weights_3_to_1_hold_over_2000_tcp_connections", weights_3_to_1),
         ("emptying_tier_0_fails_over_to_tier_1_and_back", tier_failover),
         ("getpeername_returns_the_vip", getpeername_vip),
@@ -45,6 +46,10 @@ fn main() -> std::process::ExitCode {
             rejects_bad_documents,
         ),
         ("documents_from_a_configmap_on_a_real_apiserver", configmap_source),
+        (
+            "the_daemon_publishes_and_the_agent_routes_end_to_end",
+            e2e::daemon_publishes_and_the_agent_routes,
+        ),
     ];
     let trials = tests
         .into_iter()

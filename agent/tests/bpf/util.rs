@@ -258,7 +258,11 @@ pub struct Backend {
 
 impl Backend {
     pub fn start(id: u8) -> Backend {
-        let ip = Ipv4Addr::new(127, 0, 0, 10 + id);
+        Backend::start_at(Ipv4Addr::new(127, 0, 0, 10 + id), id)
+    }
+
+    /// A backend on another loopback address (any of 127.0.0.0/8), answering with `id`.
+    pub fn start_at(ip: Ipv4Addr, id: u8) -> Backend {
         // A port free for both protocols.
         let (tcp, udp) = loop {
             let tcp = TcpListener::bind((ip, 0)).expect("binding a backend");

@@ -20,6 +20,7 @@
 
 use super::applyset::{self, group_kind, split_list, LABEL_PART_OF};
 use super::changeset::{Action, ChangeSet};
+use super::unchanged;
 use super::Member;
 use futures::stream::{self, StreamExt};
 use indicatif::ProgressBar;
@@ -48,6 +49,8 @@ pub struct ApplyOptions {
     pub commit: Option<String>,
     /// The ApplySet parent's name (ConfigMap in `flotilla-system`).
     pub applyset: String,
+    /// Apply every object, also members that provably hold their desired body (normally skipped).
+    pub reapply_all: bool,
 }
 
 impl Default for ApplyOptions {
@@ -60,6 +63,7 @@ impl Default for ApplyOptions {
             concurrency: 16,
             commit: None,
             applyset: applyset::PARENT_NAME.to_string(),
+            reapply_all: false,
         }
     }
 }
@@ -296,8 +300,9 @@ pub(crate) fn api_version_of(gvks: &BTreeSet<Gvk>, key: &Key) -> String {
         .unwrap_or_default()
 }
 
-/// The object as flotilla applies it: with the ApplySet `part-of` label.
-pub(crate) fn with_member_label(obj: &Value, id: &str) -> Value {
+/// The object as flotilla applies it: with the ApplySet `part-of` label and the hash of itself
+/// ([`unchanged::ANNOTATION_APPLIED`]).
+pub(crate) fn as_applied(obj: &Value, id: &str) -> Value {
     let mut obj = obj.clone();
     if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
         let labels = meta.entry("labels").or_insert_with(|| json!({}));
@@ -305,18 +310,30 @@ pub(crate) fn with_member_label(obj: &Value, id: &str) -> Value {
             l.insert(LABEL_PART_OF.into(), id.into());
         }
     }
+    unchanged::annotate(&mut obj);
     obj
 }
 
-/// Current members: key -> resourceVersion, listed per group-kind by the `part-of` label.
 /// Members listed per request.
 const LIST_PAGE: u32 = 500;
 
+/// One current member, as the listing saw it.
+#[derive(Debug, Clone)]
+pub(crate) struct Listed {
+    pub resource_version: String,
+    /// Set when `unchanged` said the member provably holds the desired body: what it holds (applying
+    /// it again is skipped).
+    pub unchanged: Option<Observed>,
+}
+
+/// Current members, listed per group-kind by the `part-of` label, metadata only. `unchanged` decides
+/// per member whether it provably holds what flotilla would apply (see [`unchanged`]).
 pub(crate) async fn list_members(
     resolver: &mut Resolver,
     group_kinds: &BTreeSet<Gvk>,
     id: &str,
-) -> Result<BTreeMap<Key, String>, String> {
+    unchanged: &(dyn Fn(&Key, &kube::api::ObjectMeta) -> bool + Sync),
+) -> Result<BTreeMap<Key, Listed>, String> {
     let selector = format!("{LABEL_PART_OF}={id}");
     let mut out = BTreeMap::new();
     for (group, version, kind) in group_kinds {
@@ -345,10 +362,14 @@ pub(crate) async fn list_members(
                 let k = (
                     group.clone(),
                     kind.clone(),
-                    meta.namespace.unwrap_or_default(),
-                    meta.name.unwrap_or_default(),
+                    meta.namespace.clone().unwrap_or_default(),
+                    meta.name.clone().unwrap_or_default(),
                 );
-                out.insert(k, meta.resource_version.unwrap_or_default());
+                let listed = Listed {
+                    resource_version: meta.resource_version.clone().unwrap_or_default(),
+                    unchanged: unchanged(&k, &meta).then(|| Observed::of(&meta)),
+                };
+                out.insert(k, listed);
             }
             match page.metadata.continue_.filter(|c| !c.is_empty()) {
                 Some(token) => params = params.continue_token(&token),
@@ -389,7 +410,7 @@ async fn known_absent(
     client: &kube::Client,
     desired: &[Desired],
     keys: &[Key],
-    members: &BTreeMap<Key, String>,
+    members: &BTreeMap<Key, Listed>,
     targets: &[(usize, (ApiResource, ApiCapabilities))],
 ) -> BTreeSet<usize> {
     let mut groups: BTreeMap<(String, String, String), Vec<usize>> = BTreeMap::new();
@@ -528,7 +549,7 @@ async fn apply_one(
     };
     let (ar, caps) = target;
     let api = api_for(client, &ar, &caps, &key.2);
-    let obj = with_member_label(&d.obj, id);
+    let obj = as_applied(&d.obj, id);
     if current.is_none() && !d.overwrite && !known_absent {
         // Not a member: does it exist outside flotilla's ownership?
         match api.get_opt(&key.3).await {
@@ -613,6 +634,7 @@ pub async fn apply_cluster_observed(
     let parent = match read_parent(client, &opts.applyset).await {
         Ok(p) => p,
         Err(e) => {
+            cs.unreachable = is_unreachable(&e);
             cs.error = Some(describe(&e));
             return (cs, observed);
         }
@@ -636,7 +658,15 @@ pub async fn apply_cluster_observed(
             group_kind(&k.0, &k.1)
         })
         .collect();
-    let members = match list_members(&mut resolver, &gvks, &id).await {
+    // A member that provably holds its desired body is not applied again (see [`unchanged`]).
+    let index: HashMap<&Key, usize> = keys.iter().enumerate().map(|(i, k)| (k, i)).collect();
+    let provably_unchanged = |k: &Key, meta: &kube::api::ObjectMeta| {
+        !opts.reapply_all
+            && index
+                .get(k)
+                .is_some_and(|&i| unchanged::unchanged(meta, &as_applied(&desired[i].obj, &id)))
+    };
+    let members = match list_members(&mut resolver, &gvks, &id, &provably_unchanged).await {
         Ok(m) => m,
         Err(e) => {
             cs.error = Some(e);
@@ -699,6 +729,11 @@ pub async fn apply_cluster_observed(
             if unreachable.load(Ordering::Relaxed) {
                 break; // the rest: not attempted
             }
+            if let Some(o) = members.get(&keys[i]).and_then(|m| m.unchanged.clone()) {
+                results[i] = Some((Action::Unchanged, None, Some(o)));
+                progress.inc(1);
+                continue;
+            }
             let api = desired[i].obj["apiVersion"].as_str().unwrap_or("");
             let mut resolved = resolver.resolve(api, &keys[i].1).await;
             if matches!(&resolved, Err(e) if e.not_served) && defined_here(desired, &keys[i]) {
@@ -725,7 +760,8 @@ pub async fn apply_cluster_observed(
         let absent = &absent;
         let done: Vec<(usize, Applied)> = stream::iter(targets)
             .map(|(i, t)| {
-                let (d, k, cur) = (&desired[i], &keys[i], members.get(&keys[i]));
+                let (d, k) = (&desired[i], &keys[i]);
+                let cur = members.get(&keys[i]).map(|m| &m.resource_version);
                 let id = id.as_str();
                 async move {
                     let known = absent.contains(&i);
@@ -764,7 +800,8 @@ pub async fn apply_cluster_observed(
     // above, naming no commit.
     let failed = cs.count(Action::Failed);
     if failed > 0 {
-        cs.error = Some(if unreachable.load(Ordering::Relaxed) {
+        cs.unreachable = unreachable.load(Ordering::Relaxed);
+        cs.error = Some(if cs.unreachable {
             format!(
                 "the cluster stopped answering during the apply ({failed} objects failed or not attempted); nothing pruned, the ApplySet parent names no commit"
             )
@@ -816,6 +853,7 @@ pub async fn apply_cluster_observed(
         // apply finds and prunes them.
         let failed = cs.count(Action::Failed);
         if failed > 0 {
+            cs.unreachable = unreachable.load(Ordering::Relaxed);
             cs.error = Some(format!(
                 "{failed} objects could not be pruned; the ApplySet parent keeps their group-kinds and names no commit"
             ));

@@ -49,6 +49,10 @@ pub struct ChangeSet {
     /// The error is the prune guard's refusal: retrying the same commit cannot help.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub guarded: bool,
+    /// The cluster did not answer (connection refused or broken, timeout): the daemon's failover counts
+    /// from the first such apply.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub unreachable: bool,
 }
 
 impl ChangeSet {
@@ -58,6 +62,7 @@ impl ChangeSet {
             entries: Vec::new(),
             error: None,
             guarded: false,
+            unreachable: false,
         }
     }
 

@@ -16,6 +16,8 @@ pub struct FleetArgs {
     pub prune: bool,
     pub dry_run: bool,
     pub allow_mass_prune: bool,
+    /// Apply also members that provably hold their desired body (see [`super::unchanged`]).
+    pub reapply_all: bool,
     /// Only these clusters (all when empty).
     pub clusters: Vec<String>,
     /// ApplySet parent name (default `flotilla-applyset`).
@@ -69,18 +71,35 @@ pub struct Plan {
     pub clusters: Vec<PlannedCluster>,
     /// The render's non-error diagnostics.
     pub diagnostics: Vec<Diagnostic>,
+    /// The commit's routing plan (every inventory cluster, whatever `only` says): what the daemon
+    /// builds the endpoint map configs from.
+    pub routing: Arc<ebpf::plan::Plan>,
 }
 
 /// Renders `snapshot` for the clusters `only` (all when empty): `Err` with the diagnostics when the
 /// commit has errors (nothing of it may be applied anywhere).
 pub fn plan(snapshot: &Snapshot, only: &[String]) -> Result<Result<Plan, Vec<Diagnostic>>> {
+    plan_with(snapshot, only, &[])
+}
+
+/// [`plan`], with the clusters `unreachable` scheduled as tainted (the daemon's failover, see
+/// [`RenderOptions::unreachable`]).
+pub fn plan_with(
+    snapshot: &Snapshot,
+    only: &[String],
+    unreachable: &[String],
+) -> Result<Result<Plan, Vec<Diagnostic>>> {
     let repo = render::repo::load(snapshot);
     for c in only {
         if repo.cluster(c).is_none() {
             bail!("unknown cluster `{c}`");
         }
     }
-    let (output, _) = crate::routing::render(&repo, &RenderOptions::default());
+    let opts = RenderOptions {
+        unreachable: unreachable.to_vec(),
+        ..RenderOptions::default()
+    };
+    let (output, routing) = crate::routing::render(&repo, &opts);
     if output.has_errors() {
         return Ok(Err(output.diagnostics));
     }
@@ -108,6 +127,7 @@ pub fn plan(snapshot: &Snapshot, only: &[String]) -> Result<Result<Plan, Vec<Dia
         prune_guard: repo.config.spec.prune_guard.unwrap_or(50),
         clusters,
         diagnostics: output.diagnostics,
+        routing: Arc::new(routing),
     }))
 }
 
@@ -122,6 +142,7 @@ pub async fn apply_fleet(snapshot: &Snapshot, kubeconfig: &Kubeconfig, args: &Fl
         dry_run: args.dry_run,
         prune_guard: plan.prune_guard,
         allow_mass_prune: args.allow_mass_prune,
+        reapply_all: args.reapply_all,
         commit: plan.commit.clone(),
         ..ApplyOptions::default()
     };

@@ -6,8 +6,7 @@
 //! `uid`, `generation`, `creationTimestamp`) are removed from both.
 
 use super::apply::{
-    api_for, api_version_of, display, key_of, list_members, plan_gvks, read_parent, with_member_label, Desired, Key,
-    Resolver,
+    api_for, api_version_of, as_applied, display, key_of, list_members, plan_gvks, read_parent, Desired, Key, Resolver,
 };
 use super::applyset;
 use super::Member;
@@ -37,6 +36,13 @@ pub fn normalise(mut v: Value) -> Value {
         ] {
             meta.remove(k);
         }
+        // flotilla's bookkeeping, not content: it changes whenever anything else does.
+        if let Some(a) = meta.get_mut("annotations").and_then(Value::as_object_mut) {
+            a.remove(super::unchanged::ANNOTATION_APPLIED);
+            if a.is_empty() {
+                meta.remove("annotations");
+            }
+        }
     }
     v
 }
@@ -50,7 +56,7 @@ pub async fn live_sides(member: &Member, desired: &[Desired], parent: &str) -> R
         .map_err(|e| super::apply::describe(&e))?;
     let mut resolver = Resolver::new(client.clone());
     let gvks = plan_gvks(client, desired, &state).await?;
-    let members = list_members(&mut resolver, &gvks, &id).await?;
+    let members = list_members(&mut resolver, &gvks, &id, &|_, _| false).await?;
     let mut sides = LiveSides::default();
     let wanted: BTreeSet<Key> = desired.iter().map(|d| key_of(&d.obj)).collect();
     let pp = PatchParams {
@@ -72,7 +78,7 @@ pub async fn live_sides(member: &Member, desired: &[Desired], parent: &str) -> R
             }
             continue;
         }
-        let obj = with_member_label(&d.obj, &id);
+        let obj = as_applied(&d.obj, &id);
         let predicted = api.patch(&k.3, &pp, &Patch::Apply(&obj)).await.map_err(|e| {
             format!(
                 "{}: server-side dry run refused: {}",

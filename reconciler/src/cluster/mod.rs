@@ -9,6 +9,7 @@ pub mod applyset;
 pub mod changeset;
 pub mod fleet;
 pub mod live;
+pub mod unchanged;
 
 use anyhow::{Context, Result};
 use kube::config::{KubeConfigOptions, Kubeconfig};

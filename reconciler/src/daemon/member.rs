@@ -27,11 +27,32 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 /// What a cluster should hold: one rendered commit.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Target {
     pub commit: String,
+    /// The daemon's render generation (a new commit, or the same commit rendered again because a
+    /// cluster became unreachable or came back, or a hold released).
+    pub generation: u64,
+    /// This cluster counted as unreachable in this render (its placements moved elsewhere where they
+    /// could): once it answers again, the daemon renders it back before it applies anything.
+    pub tainted: bool,
     pub desired: Arc<Vec<Desired>>,
     pub apply: ApplyOptions,
+}
+
+/// What an actor tells the daemon (failover and make-before-break rollouts depend on it).
+#[derive(Debug, Clone)]
+pub(crate) enum Report {
+    /// The cluster holds generation `generation`, except the objects in `failed`.
+    Synced {
+        cluster: String,
+        generation: u64,
+        failed: HashSet<String>,
+    },
+    /// The cluster answered (a sync that failed for other reasons, or a probe).
+    Reachable { cluster: String },
+    /// The cluster did not answer.
+    Unreachable { cluster: String },
 }
 
 /// The daemon's handle on one actor.
@@ -46,18 +67,27 @@ impl Handle {
         let _ = self.tx.send(Some(Arc::new(t)));
     }
 
-    /// Stops the actor and its watchers (an apply in flight gets 10 s to finish).
+    /// Stops the actor and its watchers: an apply in flight gets [`STOP_GRACE`] to finish, then it is
+    /// abandoned (safe: an interrupted apply leaves the ApplySet parent naming no commit, and the next
+    /// run finishes the job).
     pub(crate) async fn stop(self) {
         let Handle { tx, mut task } = self;
         drop(tx);
-        if tokio::time::timeout(Duration::from_secs(10), &mut task).await.is_err() {
+        if tokio::time::timeout(STOP_GRACE, &mut task).await.is_err() {
             task.abort();
+            tracing::warn!("an apply was still running after {STOP_GRACE:?}: abandoned");
         }
     }
 }
 
 /// Starts the actor of one member cluster.
-pub(crate) fn spawn(member: Member, mode: DriftMode, shared: Shared) -> Handle {
+pub(crate) fn spawn(
+    member: Member,
+    mode: DriftMode,
+    shared: Shared,
+    reports: mpsc::UnboundedSender<Report>,
+    health_every: Duration,
+) -> Handle {
     let (tx, rx) = watch::channel(None);
     let (seen_tx, seen_rx) = mpsc::channel(1024);
     let actor = Actor {
@@ -75,6 +105,11 @@ pub(crate) fn spawn(member: Member, mode: DriftMode, shared: Shared) -> Handle {
         seen_tx,
         retry_at: None,
         backoff: Duration::ZERO,
+        reports,
+        unreachable: false,
+        parked: None,
+        health_at: tokio::time::Instant::now() + health_every,
+        health_every,
     };
     Handle {
         tx,
@@ -114,6 +149,9 @@ struct Pending {
     at: Instant,
 }
 
+/// How long an apply in flight may take to finish when the daemon stops.
+pub(crate) const STOP_GRACE: Duration = Duration::from_secs(10);
+
 /// Drift corrections in flight at once (like the apply's bound).
 const HEAL_CONCURRENCY: usize = 16;
 /// Watch events taken from the queue before the drift they revealed is corrected.
@@ -121,6 +159,9 @@ const HEAL_BATCH: usize = 256;
 
 const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// A cluster that does not answer is retried at least this often, so failover moves placements back
+/// soon after it returns (a refused connection costs nothing).
+const UNREACHABLE_RETRY_MAX: Duration = Duration::from_secs(10);
 
 struct Actor {
     member: Member,
@@ -142,6 +183,15 @@ struct Actor {
     seen_tx: mpsc::Sender<Seen>,
     retry_at: Option<tokio::time::Instant>,
     backoff: Duration,
+    reports: mpsc::UnboundedSender<Report>,
+    /// The last request got no answer.
+    unreachable: bool,
+    /// A target not applied (see [`Actor::attempt`]); `target` stays what the cluster was last
+    /// synced with, which drift detection works from.
+    parked: Option<Arc<Target>>,
+    /// The next health check, and how often.
+    health_at: tokio::time::Instant,
+    health_every: Duration,
 }
 
 /// Whether resourceVersion `a` is newer than `b` (etcd revisions; opaque ones: when they differ).
@@ -173,13 +223,16 @@ impl Actor {
                     }
                     let t = rx.borrow_and_update().clone();
                     if let Some(t) = t {
-                        self.sync(t).await;
+                        self.attempt(t).await;
                     }
                 }
                 () = tokio::time::sleep_until(retry.unwrap_or_else(tokio::time::Instant::now)), if retry.is_some() => {
-                    if let Some(t) = self.target.clone() {
-                        self.sync(t).await;
+                    if let Some(t) = self.parked.clone().or_else(|| self.target.clone()) {
+                        self.attempt(t).await;
                     }
+                }
+                () = tokio::time::sleep_until(self.health_at), if retry.is_none() => {
+                    self.health().await;
                 }
                 Some(seen) = seen_rx.recv() => {
                     // Take what else is queued, then correct all drift found at once: a burst of
@@ -201,11 +254,71 @@ impl Actor {
         &self.member.name
     }
 
+    fn report(&self, r: Report) {
+        let _ = self.reports.send(r);
+    }
+
+    /// Between syncs: does the cluster still answer? A cluster that stops answering while nothing
+    /// changes must still be noticed (failover counts from here); a failure is confirmed by a sync.
+    async fn health(&mut self) {
+        self.health_at = tokio::time::Instant::now() + self.health_every;
+        let answered = tokio::time::timeout(
+            self.health_every.max(Duration::from_secs(1)),
+            self.member.client.apiserver_version(),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok());
+        if !answered && self.target.is_some() {
+            tracing::debug!(cluster = %self.member.name, "health check: no answer; syncing to confirm");
+            self.unreachable = true;
+            self.report(Report::Unreachable {
+                cluster: self.member.name.clone(),
+            });
+            self.schedule_retry();
+        }
+    }
+
+    /// Applies `t`, unless it was rendered with this cluster counted unreachable: such a target is
+    /// never applied (it would prune the placements that moved away only to bring them back once the
+    /// daemon learns the cluster answers); the cluster is probed instead.
+    async fn attempt(&mut self, t: Arc<Target>) {
+        if t.tainted {
+            self.parked = Some(t);
+            self.probe().await;
+        } else {
+            self.sync(t).await;
+        }
+    }
+
+    /// A cluster whose placements moved away while it was unreachable: asks whether it answers again
+    /// (without applying the target that moved them, which would prune them here only to bring them
+    /// back); the daemon then renders it back in.
+    async fn probe(&mut self) {
+        self.retry_at = None;
+        let name = self.name().to_string();
+        match self.member.client.apiserver_version().await {
+            Ok(_) => {
+                self.unreachable = false;
+                self.backoff = Duration::ZERO;
+                self.report(Report::Reachable { cluster: name });
+            }
+            Err(e) => {
+                tracing::debug!(cluster = %name, "still unreachable: {e}");
+                self.schedule_retry();
+            }
+        }
+    }
+
     fn schedule_retry(&mut self) -> Duration {
+        let max = if self.unreachable {
+            UNREACHABLE_RETRY_MAX
+        } else {
+            BACKOFF_MAX
+        };
         self.backoff = if self.backoff.is_zero() {
             BACKOFF_FIRST
         } else {
-            (self.backoff * 2).min(BACKOFF_MAX)
+            (self.backoff * 2).min(max)
         };
         self.retry_at = Some(tokio::time::Instant::now() + self.backoff);
         self.backoff
@@ -214,6 +327,7 @@ impl Actor {
     /// Applies `t`; records what the server answered; (re)starts the watchers it needs.
     async fn sync(&mut self, t: Arc<Target>) {
         self.retry_at = None;
+        self.parked = None;
         let name = self.name().to_string();
         self.shared.cluster(&name, |s| s.state = SyncState::Syncing);
         self.id = applyset::applyset_id(&t.apply.applyset);
@@ -239,6 +353,12 @@ impl Actor {
         .collect();
         let seconds = started.elapsed().as_secs_f64();
         let ok = cs.error.is_none();
+        self.unreachable = cs.unreachable;
+        if cs.unreachable {
+            self.report(Report::Unreachable { cluster: name.clone() });
+        } else {
+            self.report(Report::Reachable { cluster: name.clone() });
+        }
         self.shared
             .metric(|m| m.synced(&self.member.name, seconds, &counts, ok));
         self.drifted.clear();
@@ -276,6 +396,11 @@ impl Actor {
             });
         } else {
             let n_failed = failures.len();
+            self.report(Report::Synced {
+                cluster: name.clone(),
+                generation: t.generation,
+                failed: failures.iter().map(|f| f.object.clone()).collect(),
+            });
             if n_failed == 0 {
                 self.backoff = Duration::ZERO;
             } else {

@@ -40,6 +40,7 @@ pub struct Metrics {
     refused_commits: u64,
     /// result (`accepted`, `rejected`) -> requests.
     webhooks: BTreeMap<&'static str, u64>,
+    failovers: BTreeMap<String, u64>,
 }
 
 impl Metrics {
@@ -61,6 +62,10 @@ impl Metrics {
         if corrected {
             *self.drift_corrections.entry(cluster.to_string()).or_default() += 1;
         }
+    }
+
+    pub(crate) fn failover(&mut self, cluster: &str) {
+        *self.failovers.entry(cluster.to_string()).or_default() += 1;
     }
 
     pub(crate) fn refused(&mut self) {
@@ -174,31 +179,55 @@ impl Metrics {
                 );
             }
         }
+        // Gauges from the status, one family after the other (the text format wants each family's
+        // samples together).
+        type Gauge = fn(&Status, &super::ClusterStatus) -> u64;
+        let gauges: [(&str, &str, Gauge); 3] = [
+            (
+                "flotilla_cluster_synced",
+                "1 when the cluster holds the desired commit with every object applied.",
+                |s, c| u64::from(c.state == SyncState::Synced && c.commit.is_some() && c.commit == s.desired),
+            ),
+            (
+                "flotilla_drifted_objects",
+                "Objects drifted and not corrected (report mode).",
+                |_, c| c.drifted.len() as u64,
+            ),
+            (
+                "flotilla_cluster_tainted",
+                "1 while the cluster counts as tainted cluster.karmada.io/unreachable:NoSchedule (failover).",
+                |_, c| u64::from(c.tainted),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            head(&mut out, name, "gauge", help);
+            for (cluster, c) in &status.clusters {
+                let _ = writeln!(out, "{name}{{cluster=\"{}\"}} {}", escape(cluster), value(status, c));
+            }
+        }
         head(
             &mut out,
-            "flotilla_cluster_synced",
-            "gauge",
-            "1 when the cluster holds the desired commit with every object applied.",
+            "flotilla_failovers_total",
+            "counter",
+            "Times a cluster was tainted unreachable after the grace period and its placements moved.",
         );
+        for (cluster, n) in &self.failovers {
+            let _ = writeln!(out, "flotilla_failovers_total{{cluster=\"{}\"}} {n}", escape(cluster));
+        }
         head(
             &mut out,
-            "flotilla_drifted_objects",
+            "flotilla_endpoint_map_version",
             "gauge",
-            "Objects drifted and not corrected (report mode).",
+            "Version of the endpoint map config in the cluster's ConfigMap flotilla-system/endpoint-map.",
         );
-        for (cluster, c) in &status.clusters {
-            let synced = u8::from(c.state == SyncState::Synced && c.commit.is_some() && c.commit == status.desired);
-            let _ = writeln!(
-                out,
-                "flotilla_cluster_synced{{cluster=\"{}\"}} {synced}",
-                escape(cluster)
-            );
-            let _ = writeln!(
-                out,
-                "flotilla_drifted_objects{{cluster=\"{}\"}} {}",
-                escape(cluster),
-                c.drifted.len()
-            );
+        for (cluster, e) in &status.endpoint_maps {
+            if let Some(v) = e.version {
+                let _ = writeln!(
+                    out,
+                    "flotilla_endpoint_map_version{{cluster=\"{}\"}} {v}",
+                    escape(cluster)
+                );
+            }
         }
         out
     }
@@ -223,6 +252,7 @@ mod tests {
         m.drift("c1", false);
         m.refused();
         m.webhook(false);
+        m.failover("c1");
         let mut status = Status {
             desired: Some("abc".into()),
             ..Status::default()
@@ -254,8 +284,32 @@ mod tests {
             "flotilla_last_successful_sync_timestamp_seconds{cluster=\"c1\"} 1.5",
             "flotilla_cluster_synced{cluster=\"c1\"} 1",
             "flotilla_drifted_objects{cluster=\"c1\"} 0",
+            "flotilla_cluster_tainted{cluster=\"c1\"} 0",
+            "flotilla_failovers_total{cluster=\"c1\"} 1",
         ] {
             assert!(text.lines().any(|l| l == line), "missing `{line}` in\n{text}");
+        }
+        // Each family's samples follow its TYPE line, uninterrupted by another family.
+        let mut seen: Vec<&str> = Vec::new();
+        let mut current = "";
+        for l in text.lines() {
+            let family = if let Some(rest) = l.strip_prefix("# TYPE ") {
+                rest.split(' ').next().unwrap_or("")
+            } else if l.starts_with('#') {
+                continue;
+            } else {
+                let name = l.split(['{', ' ']).next().unwrap_or("");
+                ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| name.strip_suffix(s))
+                    .filter(|base| *base == current)
+                    .unwrap_or(name)
+            };
+            if family != current {
+                assert!(!seen.contains(&family), "{family} is split in\n{text}");
+                seen.push(family);
+                current = family;
+            }
         }
     }
 

@@ -30,6 +30,8 @@ use std::time::{Duration, Instant};
 pub enum Source {
     Local(Local),
     Remote(Remote),
+    /// `--watch`: the working tree, committed or not (see [`super::worktree`]).
+    WorkTree(super::worktree::WorkTree),
 }
 
 /// How to authenticate to a remote and what to trust (the `--git-*`, `--ssh-key` and `--known-hosts`
@@ -168,6 +170,7 @@ impl Source {
         match self {
             Source::Local(l) => l.head(),
             Source::Remote(r) => r.fetch(),
+            Source::WorkTree(w) => w.head(),
         }
     }
 
@@ -176,6 +179,17 @@ impl Source {
         match self {
             Source::Local(l) => l.snapshot(commit),
             Source::Remote(r) => crate::source::read_rev(&r.cache, commit),
+            Source::WorkTree(w) => w.snapshot(commit),
+        }
+    }
+
+    /// The committer time of `commit`, in seconds since the epoch (what endpoint map versions start from);
+    /// `None` for a working tree, whose states are not commits.
+    pub fn commit_time(&self, commit: &str) -> Result<Option<u64>> {
+        match self {
+            Source::Local(l) => crate::source::commit_time(&l.path, commit).map(Some),
+            Source::Remote(r) => crate::source::commit_time(&r.cache, commit).map(Some),
+            Source::WorkTree(_) => Ok(None),
         }
     }
 }
@@ -513,7 +527,7 @@ mod tests {
     fn parse(source: &str, auth: &GitAuth) -> Result<Transport> {
         match Source::parse(source, None, Some(PathBuf::from("/nonexistent/cache")), auth)? {
             Source::Remote(r) => Ok(r.transport),
-            Source::Local(_) => bail!("local"),
+            _ => bail!("not a remote"),
         }
     }
 

@@ -1,18 +1,18 @@
 //! Helpers shared by the daemon's end-to-end test binaries (`reconcile.rs`, `git_servers.rs`): a
-//! three-cluster repository, a daemon running in the test's runtime with its events, plain HTTP
+//! three-cluster repository, a daemon started with `flotilla_tests::daemon::Running`, plain HTTP
 //! requests to the daemon. Each binary uses a subset, hence the `dead_code` allowance.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
 use flotilla_tests::cluster::{self, unique_name};
+pub use flotilla_tests::daemon::Running;
 use flotilla_tests::git;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Api;
-use reconciler::daemon::{Daemon, DriftMode, Event, Options};
-use std::collections::BTreeSet;
+use reconciler::daemon::{DriftMode, Options};
 use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::{broadcast, oneshot};
+
+/// The clusters of [`CLUSTERS`], for [`Running::synced`].
+pub const ALL: &[&str] = &["cluster-1", "cluster-2", "cluster-3"];
 
 pub const CLUSTERS: &str = "apiVersion: flotilla.dev/v1alpha1
 kind: Cluster
@@ -92,82 +92,18 @@ pub fn new_repo() -> tempfile::TempDir {
     dir
 }
 
-pub struct Running {
-    pub daemon: Arc<Daemon>,
-    pub events: broadcast::Receiver<Event>,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-impl Running {
-    /// Waits (up to 60 s) for an event matching `pred`; earlier events are skipped.
-    pub async fn wait(&mut self, what: &str, mut pred: impl FnMut(&Event) -> bool) -> Event {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            match tokio::time::timeout_at(deadline, self.events.recv()).await {
-                Ok(Ok(e)) if pred(&e) => return e,
-                Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => {}
-                Ok(Err(e)) => panic!("waiting for {what}: event channel closed: {e}"),
-                Err(_) => panic!(
-                    "waiting for {what}: nothing within 60 s; status: {:#?}",
-                    self.daemon.status()
-                ),
-            }
-        }
-    }
-
-    /// Waits until every cluster reports `commit` synced.
-    pub async fn synced(&mut self, commit: &str) {
-        let mut left: BTreeSet<String> = ["cluster-1", "cluster-2", "cluster-3"].map(String::from).into();
-        while !left.is_empty() {
-            let e = self
-                .wait(
-                    &format!("{commit} synced on {left:?}"),
-                    |e| matches!(e, Event::Synced { commit: c, failed: 0, .. } if c == commit),
-                )
-                .await;
-            if let Event::Synced { cluster, .. } = e {
-                left.remove(&cluster);
-            }
-        }
-    }
-
-    pub async fn stop(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        self.task.await.unwrap().unwrap();
-    }
-}
-
 pub fn start(h: &cluster::Harness, repo: &Path, drift: DriftMode) -> Running {
     start_with(h, repo, drift, |_| {})
 }
 
+/// A daemon following `main` of `repo` (polling every 200 ms) on the harness's clusters, with drift
+/// mode `drift`; `tune` changes any other option.
 pub fn start_with(h: &cluster::Harness, repo: &Path, drift: DriftMode, tune: impl FnOnce(&mut Options)) -> Running {
-    let daemon = Arc::new(Daemon::new());
-    let events = daemon.subscribe();
-    let mut opts = Options::new(repo.to_string_lossy());
-    opts.branch = Some("main".into());
-    opts.interval = Duration::from_millis(200);
-    opts.kubeconfig = Some(h.kubeconfig().to_path_buf());
-    opts.drift = drift;
-    opts.applyset = unique_name("reconcile");
-    tune(&mut opts);
-    let (stop, stopped) = oneshot::channel::<()>();
-    let d = Arc::clone(&daemon);
-    let task = tokio::spawn(async move {
-        d.run(opts, async {
-            let _ = stopped.await;
-        })
-        .await
-    });
-    Running {
-        daemon,
-        events,
-        stop: Some(stop),
-        task,
-    }
+    Running::start(h, repo, |opts| {
+        opts.drift = drift;
+        opts.applyset = unique_name("reconcile");
+        tune(opts);
+    })
 }
 
 pub async fn setting(h: &cluster::Harness, i: usize, ns: &str) -> Option<String> {

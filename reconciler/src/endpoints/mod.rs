@@ -1,4 +1,9 @@
-//! `flotilla endpoints`: the endpoint map config of every cluster (or one), offline.
+//! `flotilla endpoints`: the endpoint map config of every cluster (or one), offline or with live data.
+//!
+//! Offline the documents hold what Git determines; with `--live` the Services and EndpointSlices of the
+//! exported services are read from the clusters first ([`live`]), and a cluster that cannot be reached
+//! is named in a warning and left unknown (the offline rules apply to it). [`watch`] is the daemon's
+//! watched variant of the same inputs.
 //!
 //! Output: with `--cluster NAME`, exactly that cluster's document (canonical JSON, or YAML), ready to
 //! hand to `flotilla-agent --config`; without it, `{"clusters": {"<name>": <document>, ...},
@@ -6,10 +11,14 @@
 //! they are part of the JSON object. Exit 1 when the commit has error diagnostics (the documents
 //! are still printed), 2 on usage errors.
 
+pub mod live;
+pub mod watch;
+
 use crate::{print, source, RenderFormat, RepoArgs};
 use anyhow::{bail, Context, Result};
 use ebpf::{BuildOptions, EndpointMapConfig, Live};
 use render::{Emit, RenderOptions};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -18,18 +27,38 @@ use std::process::ExitCode;
 pub struct EndpointsArgs {
     /// Only this cluster's document.
     pub cluster: Option<String>,
-    /// Read ClusterIPs and endpoints from the clusters (not available yet).
+    /// Read ClusterIPs and endpoints from the clusters.
     pub live: bool,
+    /// With `live`: the kubeconfig (default `$KUBECONFIG`, else `~/.kube/config`).
     pub kubeconfig: Option<std::path::PathBuf>,
+}
+
+/// Reads the live inputs of the wanted documents from every cluster that has some; warns about the
+/// clusters that cannot be read (they stay unknown).
+fn read_live(repo: &render::repo::Repo<'_>, plan: &ebpf::plan::Plan, e: &EndpointsArgs) -> Result<Live> {
+    let kubeconfig = crate::cluster::read_kubeconfig(e.kubeconfig.as_deref())?;
+    let contexts: BTreeMap<String, String> = repo
+        .clusters
+        .iter()
+        .map(|c| (c.name.clone(), c.context().to_string()))
+        .collect();
+    let wanted = live::wanted(plan, e.cluster.as_deref());
+    let runtime = crate::runtime()?;
+    let (live, errors) = runtime.block_on(live::read_all(&kubeconfig, &contexts, &wanted, live::READ_TIMEOUT));
+    for err in &errors {
+        eprintln!(
+            "warning: {}\nwarning: {} is left unknown: its backends follow the offline rules (as without --live)",
+            err.chain(),
+            err.cluster()
+        );
+    }
+    Ok(live)
 }
 
 /// `flotilla endpoints`.
 pub fn run(args: &RepoArgs, e: &EndpointsArgs, format: RenderFormat) -> Result<ExitCode> {
-    if e.live || e.kubeconfig.is_some() {
-        bail!(
-            "`flotilla endpoints --live` is not available yet: the documents can only be built offline, from Git \
-             alone (live ClusterIPs and endpoints come with the routing daemon); run it without --live/--kubeconfig"
-        );
+    if e.kubeconfig.is_some() && !e.live {
+        bail!("--kubeconfig is only used with --live");
     }
     let snapshot = source::read(&args.repo, args.rev.as_deref())?;
     let repo = render::repo::load(&snapshot);
@@ -52,7 +81,11 @@ pub fn run(args: &RepoArgs, e: &EndpointsArgs, format: RenderFormat) -> Result<E
         version,
         git_revision: snapshot.revision.clone(),
     };
-    let live = Live::default();
+    let live = if e.live {
+        read_live(&repo, &plan, e)?
+    } else {
+        Live::default()
+    };
     let docs: Vec<EndpointMapConfig> = match &e.cluster {
         Some(c) => match ebpf::build(&plan, c, &live, &build) {
             Some(doc) => vec![doc?],
