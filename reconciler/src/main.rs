@@ -156,7 +156,7 @@ enum Command {
         failover_grace: reconciler::daemon::Grace,
         /// Local development: apply the working tree of --source (a directory), committed or not, again on
         /// every file change (and every --interval), instead of following a branch.
-        #[arg(long, conflicts_with = "branch")]
+        #[arg(long, conflicts_with_all = ["branch", "cache_dir", "git_token_file", "git_user", "git_ca_file", "ssh_key", "known_hosts"])]
         watch: bool,
     },
     /// Print a running daemon's status (GET /status) as a table.
