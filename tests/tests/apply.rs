@@ -5,9 +5,10 @@
 
 use flotilla_tests::cluster::{self, unique_name};
 use flotilla_tests::examples_repo;
+use k8s_openapi::api::admissionregistration::v1::{ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
-use kube::api::{Api, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 use reconciler::cluster::changeset::{Action, ChangeSet};
 use reconciler::cluster::fleet::{apply_fleet, FleetArgs, FleetOutcome};
 use render::Snapshot;
@@ -608,9 +609,7 @@ async fn a_failed_prune_keeps_its_kind_in_the_parent_so_a_later_apply_prunes_it(
 /// objects and clusters proceed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admission_rejection_is_reported_per_object_and_the_rest_proceeds() {
-    use k8s_openapi::api::admissionregistration::v1::{ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding};
     use k8s_openapi::api::core::v1::Namespace;
-    use kube::api::{DeleteParams, PostParams};
     let Some(h) = harness() else { return };
     let ns = unique_name("admission");
     for i in 0..3 {
@@ -622,33 +621,17 @@ async fn an_admission_rejection_is_reported_per_object_and_the_rest_proceeds() {
     }
     let name = unique_name("no-forbidden-configmaps");
     let c2 = h.client(1).unwrap();
-    let policy: ValidatingAdmissionPolicy = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": name},
-        "spec": {
-            "failurePolicy": "Fail",
-            "matchConstraints": {"resourceRules": [{
-                "apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"], "resources": ["configmaps"]
-            }]},
-            "validations": [{
-                "expression": "!object.metadata.name.startsWith('forbidden-')",
-                "message": "forbidden-* ConfigMaps are not allowed here"
-            }]
-        }
-    }))
-    .unwrap();
-    let binding: ValidatingAdmissionPolicyBinding = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": name},
-        "spec": {
-            "policyName": name,
-            "validationActions": ["Deny"],
-            "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}}
-        }
-    }))
-    .unwrap();
-    let policies: Api<ValidatingAdmissionPolicy> = Api::all(c2.clone());
-    let bindings: Api<ValidatingAdmissionPolicyBinding> = Api::all(c2.clone());
-    policies.create(&PostParams::default(), &policy).await.unwrap();
-    bindings.create(&PostParams::default(), &binding).await.unwrap();
+    let admission = Admission::install(
+        &c2,
+        &name,
+        &ns,
+        serde_json::json!([{
+            "apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"], "resources": ["configmaps"]
+        }]),
+        "!object.metadata.name.startsWith('forbidden-')",
+        "forbidden-* ConfigMaps are not allowed here",
+    )
+    .await;
     // The policy takes effect once the API server has loaded it: probe with dry-run creates.
     let probe: ConfigMap =
         serde_json::from_value(serde_json::json!({"metadata": {"name": "forbidden-probe"}})).unwrap();
@@ -706,8 +689,7 @@ async fn an_admission_rejection_is_reported_per_object_and_the_rest_proceeds() {
     assert!(cm(h, 1, &ns, "forbidden-1").await.is_none());
     assert!(cm(h, 1, &ns, "allowed-1").await.is_some());
 
-    bindings.delete(&name, &DeleteParams::default()).await.unwrap();
-    policies.delete(&name, &DeleteParams::default()).await.unwrap();
+    admission.remove().await;
 }
 
 fn policy_yaml(ns: &str) -> String {
@@ -755,8 +737,7 @@ async fn a_conflict_among_many_new_objects_is_still_found() {
 /// apply attempted: it rejects even a server-side apply that would change nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_that_provably_hold_their_body_are_not_applied_again() {
-    use k8s_openapi::api::admissionregistration::v1::{ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding};
-    use kube::api::{DeleteParams, Patch, PatchParams};
+    use kube::api::{Patch, PatchParams};
     let Some(h) = harness() else { return };
     let c1 = h.client(0).unwrap();
     let ns = cluster::create_namespace(&c1, "skip").await.unwrap();
@@ -818,31 +799,18 @@ spec:
 
     // Freeze the namespace: any update (an apply that changes nothing included) is denied.
     let name = unique_name("frozen");
-    let policy: ValidatingAdmissionPolicy = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": name},
-        "spec": {
-            "failurePolicy": "Fail",
-            "matchConstraints": {"resourceRules": [
-                {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["UPDATE"], "resources": ["configmaps"]},
-                {"apiGroups": ["apps"], "apiVersions": ["v1"], "operations": ["UPDATE"], "resources": ["deployments"]}
-            ]},
-            "validations": [{"expression": "request.userInfo.username == 'nobody-at-all'", "message": "frozen"}]
-        }
-    }))
-    .unwrap();
-    let binding: ValidatingAdmissionPolicyBinding = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": name},
-        "spec": {
-            "policyName": name,
-            "validationActions": ["Deny"],
-            "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}}
-        }
-    }))
-    .unwrap();
-    let policies: Api<ValidatingAdmissionPolicy> = Api::all(c1.clone());
-    let bindings: Api<ValidatingAdmissionPolicyBinding> = Api::all(c1.clone());
-    policies.create(&PostParams::default(), &policy).await.unwrap();
-    bindings.create(&PostParams::default(), &binding).await.unwrap();
+    let admission = Admission::install(
+        &c1,
+        &name,
+        &ns,
+        serde_json::json!([
+            {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["UPDATE"], "resources": ["configmaps"]},
+            {"apiGroups": ["apps"], "apiVersions": ["v1"], "operations": ["UPDATE"], "resources": ["deployments"]}
+        ]),
+        "request.userInfo.username == 'nobody-at-all'",
+        "frozen",
+    )
+    .await;
     // In effect once a no-op server-side apply of `a` is denied (also the proof that the policy
     // catches applies that change nothing).
     let reapply_all = FleetArgs {
@@ -895,13 +863,13 @@ spec:
 
     // `b` edited out of band (flotilla loses the field) and `c` changed in Git: exactly those two are
     // attempted (and denied by the frozen namespace).
-    bindings.delete(&name, &DeleteParams::default()).await.unwrap();
+    admission.unbind().await;
     wait_until(false).await;
     let edit = serde_json::json!({"data": {"k": "theirs"}});
     cms.patch("b", &PatchParams::default(), &Patch::Merge(&edit))
         .await
         .unwrap();
-    bindings.create(&PostParams::default(), &binding).await.unwrap();
+    admission.bind().await;
     wait_until(true).await;
     let sets = apply(h, &snapshot(&files("two")), &args).await;
     let got: Vec<Option<Action>> = objects.iter().map(|o| action(&sets, "cluster-1", o)).collect();
@@ -917,8 +885,7 @@ spec:
     );
 
     // Lifted: both are applied, the edit is undone, the rest stays skipped.
-    bindings.delete(&name, &DeleteParams::default()).await.unwrap();
-    policies.delete(&name, &DeleteParams::default()).await.unwrap();
+    admission.remove().await;
     wait_until(false).await;
     let sets = apply(h, &snapshot(&files("two")), &args).await;
     for (o, want) in objects.iter().zip([
@@ -934,5 +901,76 @@ spec:
     let sets = apply(h, &snapshot(&files("two")), &args).await;
     for o in &objects {
         assert_eq!(action(&sets, "cluster-1", o), Some(Action::Unchanged), "{o}: {sets:#?}");
+    }
+}
+
+/// A ValidatingAdmissionPolicy with its binding to one namespace: the in-process equivalent of a
+/// validating webhook.
+struct Admission {
+    policies: Api<ValidatingAdmissionPolicy>,
+    bindings: Api<ValidatingAdmissionPolicyBinding>,
+    binding: ValidatingAdmissionPolicyBinding,
+    name: String,
+}
+
+impl Admission {
+    /// Denies requests matching `rules` in namespace `ns` unless `expression` holds, with `message`.
+    async fn install(
+        client: &kube::Client,
+        name: &str,
+        ns: &str,
+        rules: serde_json::Value,
+        expression: &str,
+        message: &str,
+    ) -> Admission {
+        let policy: ValidatingAdmissionPolicy = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name},
+            "spec": {
+                "failurePolicy": "Fail",
+                "matchConstraints": {"resourceRules": rules},
+                "validations": [{"expression": expression, "message": message}]
+            }
+        }))
+        .unwrap();
+        let binding: ValidatingAdmissionPolicyBinding = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name},
+            "spec": {
+                "policyName": name,
+                "validationActions": ["Deny"],
+                "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}}
+            }
+        }))
+        .unwrap();
+        let a = Admission {
+            policies: Api::all(client.clone()),
+            bindings: Api::all(client.clone()),
+            binding,
+            name: name.to_string(),
+        };
+        a.policies.create(&PostParams::default(), &policy).await.unwrap();
+        a.bind().await;
+        a
+    }
+
+    async fn bind(&self) {
+        self.bindings
+            .create(&PostParams::default(), &self.binding)
+            .await
+            .unwrap();
+    }
+
+    async fn unbind(&self) {
+        self.bindings
+            .delete(&self.name, &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+
+    async fn remove(self) {
+        self.unbind().await;
+        self.policies
+            .delete(&self.name, &DeleteParams::default())
+            .await
+            .unwrap();
     }
 }
