@@ -5,8 +5,8 @@
 
 use ebpf::{EndpointMapConfig, Via};
 use flotilla_tests::cluster;
+use flotilla_tests::routing::endpoint_slice;
 use k8s_openapi::api::core::v1::{Namespace, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -69,24 +69,6 @@ fn kubeconfig_with_a_dead_cluster(h: &cluster::Harness, path: &Path) {
     std::fs::write(path, serde_yaml::to_string(&doc).unwrap()).unwrap();
 }
 
-async fn endpoint_slice(client: &kube::Client, ns: &str, name: &str, endpoints: Value) {
-    let slice = json!({
-        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": {"name": name, "namespace": ns, "labels": {"kubernetes.io/service-name": "api"}},
-        "addressType": "IPv4",
-        "endpoints": endpoints,
-        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
-    });
-    Api::<EndpointSlice>::namespaced(client.clone(), ns)
-        .patch(
-            name,
-            &PatchParams::apply("flotilla-test").force(),
-            &Patch::Apply(&slice),
-        )
-        .await
-        .unwrap();
-}
-
 /// (address, port, priority, weight, ready, via) of the only frontend's backends.
 fn backends(doc: &EndpointMapConfig) -> Vec<(String, u16, u8, u16, bool, Via)> {
     assert_eq!(doc.frontends.len(), 1, "{doc:?}");
@@ -131,7 +113,8 @@ async fn endpoints_live_reads_clusterips_and_endpointslices_and_warns_about_an_u
         json!([{"addresses": ["192.0.2.11"], "conditions": {"ready": true}},
                {"addresses": ["192.0.2.12"], "conditions": {"ready": false}}]),
     )
-    .await;
+    .await
+    .unwrap();
     endpoint_slice(
         &c2,
         &ns,
@@ -139,7 +122,8 @@ async fn endpoints_live_reads_clusterips_and_endpointslices_and_warns_about_an_u
         json!([{"addresses": ["192.0.2.21"], "conditions": {"ready": true}},
                {"addresses": ["192.0.2.22"]}]),
     )
-    .await;
+    .await
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("repo");
     std::fs::create_dir(&repo).unwrap();

@@ -111,3 +111,33 @@ spec: {{mode: {}}}
     std::fs::write(dir.join("app.yaml"), app)?;
     Ok(())
 }
+
+/// Writes EndpointSlice `name` of Service `api` in `ns` (port `http` 8080/TCP) with `endpoints`, as the
+/// EndpointSlice controller would (server-side apply, its field manager).
+pub async fn endpoint_slice(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    endpoints: serde_json::Value,
+) -> kube::Result<()> {
+    let slice = serde_json::json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": name, "namespace": ns, "labels": {"kubernetes.io/service-name": "api"}},
+        "addressType": "IPv4",
+        "endpoints": endpoints,
+        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+    });
+    kube::Api::<k8s_openapi::api::discovery::v1::EndpointSlice>::namespaced(client.clone(), ns)
+        .patch(
+            name,
+            &kube::api::PatchParams::apply("endpointslice-controller").force(),
+            &kube::api::Patch::Apply(&slice),
+        )
+        .await
+        .map(|_| ())
+}
+
+/// One endpoint with one address and its readiness, for [`endpoint_slice`].
+pub fn endpoint(address: &str, ready: bool) -> serde_json::Value {
+    serde_json::json!({"addresses": [address], "conditions": {"ready": ready}})
+}

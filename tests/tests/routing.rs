@@ -8,12 +8,11 @@ use ebpf::{EndpointMapConfig, Via};
 use flotilla_tests::cluster::{self, unique_name, Harness};
 use flotilla_tests::daemon::Running;
 use flotilla_tests::git;
-use flotilla_tests::routing::{write_repo, ClusterSpec, ServiceSpec};
+use flotilla_tests::routing::{endpoint, endpoint_slice, write_repo, ClusterSpec, ServiceSpec};
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use reconciler::daemon::Event;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
@@ -127,28 +126,6 @@ fn backends(doc: &EndpointMapConfig) -> Vec<(String, u16, u8, u16, bool, Via)> {
         .collect()
 }
 
-async fn endpoint_slice(client: &kube::Client, ns: &str, name: &str, endpoints: Value) {
-    let slice = json!({
-        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": {"name": name, "namespace": ns, "labels": {"kubernetes.io/service-name": "api"}},
-        "addressType": "IPv4",
-        "endpoints": endpoints,
-        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
-    });
-    Api::<EndpointSlice>::namespaced(client.clone(), ns)
-        .patch(
-            name,
-            &PatchParams::apply("endpointslice-controller").force(),
-            &Patch::Apply(&slice),
-        )
-        .await
-        .unwrap();
-}
-
-fn ready(address: &str, ready: bool) -> Value {
-    json!({"addresses": [address], "conditions": {"ready": ready}})
-}
-
 async fn cluster_ip(client: &kube::Client, ns: &str) -> String {
     Api::<Service>::namespaced(client.clone(), ns)
         .get("api")
@@ -193,7 +170,9 @@ async fn the_daemon_publishes_endpoint_maps_and_follows_endpointslices_and_resta
     let mut versions = vec![doc.version];
 
     // 2. Pods appear behind cluster-2's Service: cluster-1 routes to them in tier 1.
-    endpoint_slice(&c2, &ns, "api-b", json!([ready("192.0.2.21", true)])).await;
+    endpoint_slice(&c2, &ns, "api-b", json!([endpoint("192.0.2.21", true)]))
+        .await
+        .unwrap();
     let doc = wait_doc(&c1, "cluster-2's pod in tier 1", |d| backends(d).len() == 2).await;
     assert_eq!(
         backends(&doc),
@@ -206,7 +185,9 @@ async fn the_daemon_publishes_endpoint_maps_and_follows_endpointslices_and_resta
 
     // 3. cluster-1's own pod becomes ready: its ClusterIP is ready, weighing one endpoint; cluster-2's
     //    document gets the pod in its tier 1.
-    endpoint_slice(&c1, &ns, "api-a", json!([ready("192.0.2.11", true)])).await;
+    endpoint_slice(&c1, &ns, "api-a", json!([endpoint("192.0.2.11", true)]))
+        .await
+        .unwrap();
     let doc = wait_doc(&c1, "the local ClusterIP ready", |d| backends(d)[0].4).await;
     assert_eq!(backends(&doc)[0], (ip1.clone(), 80, 0, 1, true, Via::Direct));
     versions.push(doc.version);
@@ -223,19 +204,20 @@ async fn the_daemon_publishes_endpoint_maps_and_follows_endpointslices_and_resta
     // 4. A burst of slice updates on cluster-2: the document ends in the last state.
     for i in 0..10 {
         let eps = if i % 2 == 0 {
-            json!([ready("192.0.2.21", false), ready("192.0.2.22", true)])
+            json!([endpoint("192.0.2.21", false), endpoint("192.0.2.22", true)])
         } else {
-            json!([ready("192.0.2.21", true)])
+            json!([endpoint("192.0.2.21", true)])
         };
-        endpoint_slice(&c2, &ns, "api-b", eps).await;
+        endpoint_slice(&c2, &ns, "api-b", eps).await.unwrap();
     }
     endpoint_slice(
         &c2,
         &ns,
         "api-b",
-        json!([ready("192.0.2.21", false), ready("192.0.2.23", true)]),
+        json!([endpoint("192.0.2.21", false), endpoint("192.0.2.23", true)]),
     )
-    .await;
+    .await
+    .unwrap();
     let doc = wait_doc(&c1, "the burst's last state", |d| {
         backends(d).get(1).map(|b| b.0.as_str()) == Some("192.0.2.23") && backends(d).len() == 2
     })
@@ -279,7 +261,9 @@ async fn the_daemon_publishes_endpoint_maps_and_follows_endpointslices_and_resta
         "an unchanged document was written again"
     );
     // ... and goes on from their version: the next one is higher, although the commit is the same.
-    endpoint_slice(&c1, &ns, "api-a", json!([ready("192.0.2.11", false)])).await;
+    endpoint_slice(&c1, &ns, "api-a", json!([endpoint("192.0.2.11", false)]))
+        .await
+        .unwrap();
     let doc = wait_doc(&c1, "the local ClusterIP not ready", |d| !backends(d)[0].4).await;
     assert!(doc.version > before.version, "{} after {}", doc.version, before.version);
     d.stop().await;
@@ -343,14 +327,18 @@ async fn a_cluster_that_is_down_holds_no_other_back_and_gets_its_document_when_i
     let first = commit(repo.path(), &ns, true, "export api");
     let mut d = Running::start(&h, repo.path(), |_| {});
     d.synced(&first, &BOTH).await;
-    endpoint_slice(&c2, &ns, "api-b", json!([ready("192.0.2.21", true)])).await;
+    endpoint_slice(&c2, &ns, "api-b", json!([endpoint("192.0.2.21", true)]))
+        .await
+        .unwrap();
     wait_doc(&c1, "cluster-2's pod", |d| backends(d).len() == 2).await;
 
     // cluster-2's API server dies. cluster-1's pod becomes ready: cluster-1's document follows at once
     // and keeps cluster-2's pod (the last state listed: a dead API server says nothing about pods);
     // cluster-2's own document cannot be written and is retried.
     h.stop_apiserver(1).unwrap();
-    endpoint_slice(&c1, &ns, "api-a", json!([ready("192.0.2.11", true)])).await;
+    endpoint_slice(&c1, &ns, "api-a", json!([endpoint("192.0.2.11", true)]))
+        .await
+        .unwrap();
     let doc = wait_doc(&c1, "the local ClusterIP ready", |d| backends(d)[0].4).await;
     assert_eq!(backends(&doc)[1], ("192.0.2.21".into(), 8080, 1, 1, true, Via::Direct));
     d
@@ -385,7 +373,9 @@ async fn failover_takes_a_tainted_clusters_backends_out_of_the_documents_and_bac
     let first = commit(repo.path(), &ns, true, "export api");
     let mut d = Running::start(&h, repo.path(), |o| o.failover_grace = Some(Duration::from_secs(3)));
     d.synced(&first, &BOTH).await;
-    endpoint_slice(&c2, &ns, "api-b", json!([ready("192.0.2.21", true)])).await;
+    endpoint_slice(&c2, &ns, "api-b", json!([endpoint("192.0.2.21", true)]))
+        .await
+        .unwrap();
     let cluster_2_pod = |d: &EndpointMapConfig| backends(d).iter().any(|b| b.0 == "192.0.2.21");
     wait_doc(&c1, "cluster-2's pod", cluster_2_pod).await;
 

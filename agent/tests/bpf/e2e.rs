@@ -18,9 +18,8 @@ use ebpf::{EndpointMapConfig, Via};
 use flotilla_tests::cluster::{self, unique_name, Harness};
 use flotilla_tests::daemon::Running;
 use flotilla_tests::git;
-use flotilla_tests::routing::{write_repo, ClusterSpec, ServiceSpec};
+use flotilla_tests::routing::{endpoint, endpoint_slice, write_repo, ClusterSpec, ServiceSpec};
 use k8s_openapi::api::core::v1::ConfigMap;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::discovery::ApiResource;
 use serde_json::{json, Value};
@@ -111,8 +110,12 @@ pub fn daemon_publishes_and_the_agent_routes() -> TestResult {
     let doc = rt.block_on(async {
         wait_namespace(&c1, &ns).await;
         wait_namespace(&c2, &ns).await;
-        endpoint_slice(&c1, &ns, "api-a", "192.0.2.11", true).await;
-        endpoint_slice(&c2, &ns, "api-b", "192.0.2.21", true).await;
+        endpoint_slice(&c1, &ns, "api-a", serde_json::json!([endpoint("192.0.2.11", true)]))
+            .await
+            .unwrap();
+        endpoint_slice(&c2, &ns, "api-b", serde_json::json!([endpoint("192.0.2.21", true)]))
+            .await
+            .unwrap();
         wait_doc(&c1, "both tiers ready", both_ready).await
     });
     let vip = SocketAddrV4::new(doc.frontends[0].vip, port);
@@ -141,7 +144,9 @@ pub fn daemon_publishes_and_the_agent_routes() -> TestResult {
     // cluster-1's pod stops being ready: its ClusterIP is drained, connections go to cluster-2's gateway.
     let started = Instant::now();
     let doc = rt.block_on(async {
-        endpoint_slice(&c1, &ns, "api-a", "192.0.2.11", false).await;
+        endpoint_slice(&c1, &ns, "api-a", serde_json::json!([endpoint("192.0.2.11", false)]))
+            .await
+            .unwrap();
         wait_doc(&c1, "the local tier drained", |d| !backends(d)[0].4).await
     });
     node.wait_applied(doc.version);
@@ -161,7 +166,9 @@ pub fn daemon_publishes_and_the_agent_routes() -> TestResult {
     // Ready again: back to the local Service.
     let started = Instant::now();
     let doc = rt.block_on(async {
-        endpoint_slice(&c1, &ns, "api-a", "192.0.2.11", true).await;
+        endpoint_slice(&c1, &ns, "api-a", serde_json::json!([endpoint("192.0.2.11", true)]))
+            .await
+            .unwrap();
         wait_doc(&c1, "both tiers ready again", both_ready).await
     });
     node.wait_applied(doc.version);
@@ -203,24 +210,6 @@ async fn wait_namespace(client: &kube::Client, ns: &str) {
         assert!(Instant::now() < deadline, "namespace {ns} never appeared");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-async fn endpoint_slice(client: &kube::Client, ns: &str, name: &str, address: &str, ready: bool) {
-    let slice = json!({
-        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": {"name": name, "namespace": ns, "labels": {"kubernetes.io/service-name": "api"}},
-        "addressType": "IPv4",
-        "endpoints": [{"addresses": [address], "conditions": {"ready": ready}}],
-        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
-    });
-    Api::<EndpointSlice>::namespaced(client.clone(), ns)
-        .patch(
-            name,
-            &PatchParams::apply("endpointslice-controller").force(),
-            &Patch::Apply(&slice),
-        )
-        .await
-        .unwrap();
 }
 
 /// Polls cluster-1's published document (up to 60 s) until `ok` holds.
