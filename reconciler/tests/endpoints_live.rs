@@ -5,7 +5,7 @@
 
 use ebpf::{EndpointMapConfig, Via};
 use flotilla_tests::cluster;
-use flotilla_tests::routing::endpoint_slice;
+use flotilla_tests::routing::{backends, endpoint_slice};
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::{json, Value};
@@ -67,16 +67,6 @@ fn kubeconfig_with_a_dead_cluster(h: &cluster::Harness, path: &Path) {
         .unwrap()
         .push(json!({"name": "cluster-3", "context": {"cluster": "cluster-3", "user": user}}));
     std::fs::write(path, serde_yaml::to_string(&doc).unwrap()).unwrap();
-}
-
-/// (address, port, priority, weight, ready, via) of the only frontend's backends.
-fn backends(doc: &EndpointMapConfig) -> Vec<(String, u16, u8, u16, bool, Via)> {
-    assert_eq!(doc.frontends.len(), 1, "{doc:?}");
-    doc.frontends[0]
-        .backends
-        .iter()
-        .map(|b| (b.address.to_string(), b.port, b.priority, b.weight, b.ready, b.via))
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

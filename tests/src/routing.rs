@@ -141,3 +141,14 @@ pub async fn endpoint_slice(
 pub fn endpoint(address: &str, ready: bool) -> serde_json::Value {
     serde_json::json!({"addresses": [address], "conditions": {"ready": ready}})
 }
+
+/// (address, port, priority, weight, ready, via) of the backends of a document's only frontend (panics
+/// when it has another number of frontends: a test helper).
+pub fn backends(doc: &ebpf::EndpointMapConfig) -> Vec<(String, u16, u8, u16, bool, ebpf::Via)> {
+    assert_eq!(doc.frontends.len(), 1, "{doc:#?}");
+    doc.frontends[0]
+        .backends
+        .iter()
+        .map(|b| (b.address.to_string(), b.port, b.priority, b.weight, b.ready, b.via))
+        .collect()
+}

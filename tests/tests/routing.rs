@@ -8,7 +8,7 @@ use ebpf::{EndpointMapConfig, Via};
 use flotilla_tests::cluster::{self, unique_name, Harness};
 use flotilla_tests::daemon::Running;
 use flotilla_tests::git;
-use flotilla_tests::routing::{endpoint, endpoint_slice, write_repo, ClusterSpec, ServiceSpec};
+use flotilla_tests::routing::{backends, endpoint, endpoint_slice, write_repo, ClusterSpec, ServiceSpec};
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use kube::api::Api;
 use reconciler::daemon::Event;
@@ -114,16 +114,6 @@ async fn wait_doc(client: &kube::Client, what: &str, ok: impl Fn(&EndpointMapCon
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// (address, port, priority, weight, ready, via) of the only frontend's backends.
-fn backends(doc: &EndpointMapConfig) -> Vec<(String, u16, u8, u16, bool, Via)> {
-    assert_eq!(doc.frontends.len(), 1, "{doc:#?}");
-    doc.frontends[0]
-        .backends
-        .iter()
-        .map(|b| (b.address.to_string(), b.port, b.priority, b.weight, b.ready, b.via))
-        .collect()
 }
 
 async fn cluster_ip(client: &kube::Client, ns: &str) -> String {

@@ -18,7 +18,7 @@ use ebpf::{EndpointMapConfig, Via};
 use flotilla_tests::cluster::{self, unique_name, Harness};
 use flotilla_tests::daemon::Running;
 use flotilla_tests::git;
-use flotilla_tests::routing::{endpoint, endpoint_slice, write_repo, ClusterSpec, ServiceSpec};
+use flotilla_tests::routing::{backends, endpoint, endpoint_slice, write_repo, ClusterSpec, ServiceSpec};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::discovery::ApiResource;
@@ -236,13 +236,4 @@ async fn wait_doc(client: &kube::Client, what: &str, ok: impl Fn(&EndpointMapCon
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// (address, port, priority, weight, ready, via) of the only frontend's backends.
-fn backends(doc: &EndpointMapConfig) -> Vec<(String, u16, u8, u16, bool, Via)> {
-    doc.frontends
-        .iter()
-        .flat_map(|f| &f.backends)
-        .map(|b| (b.address.to_string(), b.port, b.priority, b.weight, b.ready, b.via))
-        .collect()
 }
